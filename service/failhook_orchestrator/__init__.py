@@ -1,0 +1,1 @@
+"""The failhook orchestrator: durable workflow runs, retries, failure hooks and the DLQ."""
