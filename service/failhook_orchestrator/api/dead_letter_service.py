@@ -1,0 +1,199 @@
+"""``failhook.v1.DeadLetterService``: query and act on the dead-letter queue (audited)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import grpc
+
+from failhook.v1 import dead_letter_service_pb2 as pb
+from failhook.v1 import dead_letter_service_pb2_grpc as pb_grpc
+from failhook_orchestrator import wire
+from failhook_orchestrator.engine.policy import RetryPolicy
+from failhook_orchestrator.engine.ports import DeadLetterQuery
+from failhook_orchestrator.engine.service import Engine, ResumeChanges
+from failhook_orchestrator.security.authz import audit_log, caller_identity
+
+from .errors import invalid_argument, maps_errors
+from .pagination import decode_token, encode_token, page_size
+from .validation import resolve_policy, validate_headers, validate_id, validate_workflow
+
+__all__ = ["DeadLetterServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_BULK_LIMIT = 500
+MAX_BULK_LIMIT = 5000
+
+
+def _query(
+    filter_: pb.DeadLetterFilter | pb.ListDeadLettersRequest, size: int, prefix: str = ""
+) -> DeadLetterQuery:
+    for i, name in enumerate(filter_.workflow):
+        validate_workflow(f"{prefix}workflow[{i}]", name)
+    states = tuple(sorted(set(filter_.hook_state)))
+    if any(s not in (1, 2, 3) for s in states):
+        raise invalid_argument(f"{prefix}hook_state", f"holds unknown hook states {list(states)}")
+    statuses = tuple(sorted(set(filter_.fail_status)))
+    if any(not 0 <= s <= 16 for s in statuses):
+        raise invalid_argument(
+            f"{prefix}fail_status", f"holds values that are not gRPC codes: {list(statuses)}"
+        )
+    after = before = None
+    if filter_.HasField("dead_lettered_after"):
+        after = wire.timestamp_to_micros(filter_.dead_lettered_after)
+    if filter_.HasField("dead_lettered_before"):
+        before = wire.timestamp_to_micros(filter_.dead_lettered_before)
+    return DeadLetterQuery(
+        page_size=size,
+        workflows=tuple(sorted(set(filter_.workflow))),
+        failed_steps=tuple(sorted(set(filter_.failed_step))),
+        hook_states=states,
+        fail_statuses=statuses,
+        after_time=after,
+        before_time=before,
+    )
+
+
+def _fingerprint(q: DeadLetterQuery) -> list[Any]:
+    return [q.workflows, q.failed_steps, q.hook_states, q.fail_statuses, q.after_time, q.before_time]
+
+
+class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
+    """Thin servicer: validate, call the engine, map the result; every change is audited."""
+
+    def __init__(self, engine: Engine, *, default_policy: RetryPolicy) -> None:
+        self._engine = engine
+        self._default_policy = default_policy
+
+    @maps_errors
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: Context
+    ) -> pb.ListDeadLettersResponse:
+        """List entries, oldest first, with keyset pagination."""
+        query = _query(request, page_size(request.page_size))
+        fingerprint = _fingerprint(query)
+        query = replace(query, after=decode_token(request.page_token, fingerprint))
+        page = await self._engine.list_dead_letters(query)
+        token = ""
+        if page.has_more and page.entries:
+            last = page.entries[-1]
+            token = encode_token((last.dead_letter_time, last.dead_letter_id), fingerprint)
+        return pb.ListDeadLettersResponse(
+            dead_letters=[wire.dead_letter_to_proto(e, with_steps=False) for e in page.entries],
+            next_page_token=token,
+        )
+
+    @maps_errors
+    async def GetDeadLetter(
+        self, request: pb.GetDeadLetterRequest, context: Context
+    ) -> pb.GetDeadLetterResponse:
+        """Return one entry with its run's steps."""
+        record = await self._engine.get_dead_letter(validate_id("dead_letter_id", request.dead_letter_id))
+        return pb.GetDeadLetterResponse(dead_letter=wire.dead_letter_to_proto(record))
+
+    @maps_errors
+    async def RestartRun(self, request: pb.RestartRunRequest, context: Context) -> pb.RestartRunResponse:
+        """Start the entry's workflow from scratch as a new linked run."""
+        dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
+        run = await self._engine.restart(dead_letter_id)
+        audit_log(
+            "dlq.restart", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
+        )
+        return pb.RestartRunResponse(run=wire.run_to_proto(run))
+
+    @maps_errors
+    async def ResumeRun(self, request: pb.ResumeRunRequest, context: Context) -> pb.ResumeRunResponse:
+        """Continue the entry's run from its failed step as a new linked run."""
+        dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
+        changes = ResumeChanges(
+            payload=request.payload if request.HasField("payload") else None,
+            headers=validate_headers("headers", request.headers),
+            replace_headers=request.replace_headers,
+            retry_policy=resolve_policy("retry_policy", request.retry_policy, self._default_policy)
+            if request.HasField("retry_policy")
+            else None,
+        )
+        run = await self._engine.resume(dead_letter_id, changes)
+        audit_log(
+            "dlq.resume", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
+        )
+        return pb.ResumeRunResponse(run=wire.run_to_proto(run))
+
+    @maps_errors
+    async def RetryFailureHook(
+        self, request: pb.RetryFailureHookRequest, context: Context
+    ) -> pb.RetryFailureHookResponse:
+        """Deliver a FAILED hook again."""
+        dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
+        record = await self._engine.retry_hook(dead_letter_id)
+        audit_log("dlq.retry_hook", caller_identity(context), dead_letter_id=dead_letter_id)
+        return pb.RetryFailureHookResponse(dead_letter=wire.dead_letter_to_proto(record))
+
+    @maps_errors
+    async def DeleteDeadLetter(
+        self, request: pb.DeleteDeadLetterRequest, context: Context
+    ) -> pb.DeleteDeadLetterResponse:
+        """Delete an entry."""
+        dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
+        deleted = await self._engine.delete_dead_letter(dead_letter_id, allow_missing=request.allow_missing)
+        audit_log("dlq.delete", caller_identity(context), dead_letter_id=dead_letter_id, deleted=str(deleted))
+        return pb.DeleteDeadLetterResponse(deleted=deleted)
+
+    async def _select(self, filter_: pb.DeadLetterFilter, all_: bool, limit: int) -> list[str]:
+        if limit < 0:
+            raise invalid_argument("limit", f"must not be negative, got {limit}")
+        size = min(limit or DEFAULT_BULK_LIMIT, MAX_BULK_LIMIT)
+        query = _query(filter_, size, prefix="filter.")
+        if _fingerprint(query) == [(), (), (), (), None, None] and not all_:
+            raise invalid_argument("filter", "is empty: set `all` to act on every dead letter")
+        page = await self._engine.list_dead_letters(query)
+        return [e.dead_letter_id for e in page.entries]
+
+    async def _remaining(self, filter_: pb.DeadLetterFilter) -> int:
+        return await self._engine.count_dead_letters(_query(filter_, 1, prefix="filter."))
+
+    @maps_errors
+    async def BulkRestartRuns(
+        self, request: pb.BulkRestartRunsRequest, context: Context
+    ) -> pb.BulkRestartRunsResponse:
+        """Restart up to ``limit`` entries selected by a filter."""
+        run_ids = []
+        for dead_letter_id in await self._select(request.filter, request.all, request.limit):
+            run = await self._engine.restart(dead_letter_id)
+            run_ids.append(run.run_id)
+            audit_log(
+                "dlq.restart", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
+            )
+        return pb.BulkRestartRunsResponse(run_ids=run_ids, remaining=await self._remaining(request.filter))
+
+    @maps_errors
+    async def BulkResumeRuns(
+        self, request: pb.BulkResumeRunsRequest, context: Context
+    ) -> pb.BulkResumeRunsResponse:
+        """Resume up to ``limit`` entries selected by a filter."""
+        run_ids = []
+        for dead_letter_id in await self._select(request.filter, request.all, request.limit):
+            run = await self._engine.resume(dead_letter_id, ResumeChanges())
+            run_ids.append(run.run_id)
+            audit_log(
+                "dlq.resume", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
+            )
+        return pb.BulkResumeRunsResponse(run_ids=run_ids, remaining=await self._remaining(request.filter))
+
+    @maps_errors
+    async def BulkDeleteDeadLetters(
+        self, request: pb.BulkDeleteDeadLettersRequest, context: Context
+    ) -> pb.BulkDeleteDeadLettersResponse:
+        """Delete up to ``limit`` entries selected by a filter."""
+        deleted = 0
+        for dead_letter_id in await self._select(request.filter, request.all, request.limit):
+            if await self._engine.delete_dead_letter(dead_letter_id, allow_missing=True):
+                deleted += 1
+                audit_log(
+                    "dlq.delete", caller_identity(context), dead_letter_id=dead_letter_id, deleted="True"
+                )
+        return pb.BulkDeleteDeadLettersResponse(
+            deleted_count=deleted, remaining=await self._remaining(request.filter)
+        )

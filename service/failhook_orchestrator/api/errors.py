@@ -1,0 +1,99 @@
+"""Every error the API returns is made here (AIP-193): a status code, a message naming the field,
+and rich details (``google.rpc.BadRequest`` / ``ErrorInfo``) in ``grpc-status-details-bin``."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from failhook_orchestrator.engine.errors import (
+    AlreadyExistsError,
+    EngineError,
+    FailedPreconditionError,
+    NotFoundError,
+)
+
+__all__ = ["ApiError", "invalid_argument", "maps_errors"]
+
+log = logging.getLogger("failhook.api")
+DOMAIN = "failhook.dev"
+
+_ENGINE_CODES: dict[type[EngineError], tuple[grpc.StatusCode, str]] = {
+    NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
+    AlreadyExistsError: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
+    FailedPreconditionError: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+}
+
+
+class ApiError(Exception):
+    """An error to return to the caller, with the request field at fault."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, field: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.reason = reason or code.name
+
+    def to_status(self) -> grpc.Status:
+        """The error as a rich status."""
+        details: list[any_pb2.Any] = []
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN)
+        if self.field:
+            info.metadata["field"] = self.field
+        details.append(_pack(info))
+        if self.field and self.code is grpc.StatusCode.INVALID_ARGUMENT:
+            violation = error_details_pb2.BadRequest.FieldViolation(
+                field=self.field, description=self.message
+            )
+            details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+        code_value: int = self.code.value[0]
+        status = status_pb2.Status(code=code_value, message=self.message, details=details)
+        return rpc_status.to_status(status)
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def invalid_argument(field: str, message: str) -> ApiError:
+    """An INVALID_ARGUMENT error naming ``field``."""
+    return ApiError(
+        grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {message}", field=field, reason="INVALID_ARGUMENT"
+    )
+
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]
+
+
+def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Turn ApiError and engine errors raised by a servicer method into rich gRPC statuses."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        try:
+            return await handler(self, request, context)
+        except ApiError as error:
+            await _abort(context, error)
+        except EngineError as error:
+            code, reason = _ENGINE_CODES.get(type(error), (grpc.StatusCode.INTERNAL, "INTERNAL"))
+            await _abort(context, ApiError(code, error.message, field=error.field, reason=reason))
+
+    return wrapper
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> NoReturn:
+    # grpc's type stubs predate ServicerContext.abort_with_status in grpc.aio.
+    await context.abort_with_status(error.to_status())  # type: ignore[attr-defined]
+    raise AssertionError("unreachable: abort raises")  # pragma: no cover

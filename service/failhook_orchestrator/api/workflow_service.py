@@ -1,0 +1,110 @@
+"""``failhook.v1.WorkflowService``: start, read, list and cancel runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from failhook.v1 import workflow_service_pb2 as pb
+from failhook.v1 import workflow_service_pb2_grpc as pb_grpc
+from failhook_orchestrator import wire
+from failhook_orchestrator.engine.policy import RetryPolicy
+from failhook_orchestrator.engine.ports import RunQuery
+from failhook_orchestrator.engine.service import Engine, RunSpec
+
+from .errors import invalid_argument, maps_errors
+from .pagination import decode_token, encode_token, page_size
+from .validation import (
+    Limits,
+    resolve_policy,
+    validate_headers,
+    validate_run_id,
+    validate_target,
+    validate_workflow,
+)
+
+__all__ = ["WorkflowServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
+    """Thin servicer: validate, call the engine, map the result."""
+
+    def __init__(self, engine: Engine, *, limits: Limits, default_policy: RetryPolicy) -> None:
+        self._engine = engine
+        self._limits = limits
+        self._default_policy = default_policy
+
+    @maps_errors
+    async def StartRun(self, request: pb.StartRunRequest, context: Context) -> pb.StartRunResponse:
+        """Validate and start a run (deduplicated on ``run_id``)."""
+        if len(request.payload) > self._limits.max_payload_bytes:
+            raise invalid_argument(
+                "payload", f"is {len(request.payload)} bytes; the limit is {self._limits.max_payload_bytes}"
+            )
+        spec = RunSpec(
+            workflow=validate_workflow("workflow", request.workflow),
+            endpoint=validate_target("endpoint", request.endpoint, required=True),
+            failure_hook=validate_target("failure_hook", request.failure_hook, required=False),
+            payload=request.payload,
+            headers=validate_headers("headers", request.headers),
+            retry_policy=resolve_policy(
+                "retry_policy",
+                request.retry_policy if request.HasField("retry_policy") else None,
+                self._default_policy,
+            ),
+            run_id=validate_run_id("run_id", request.run_id, required=False),
+        )
+        run, deduplicated = await self._engine.start_run(spec)
+        return pb.StartRunResponse(run=wire.run_to_proto(run), deduplicated=deduplicated)
+
+    @maps_errors
+    async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
+        """Return a run with its steps."""
+        run = await self._engine.get_run(validate_run_id("run_id", request.run_id, required=True))
+        return pb.GetRunResponse(run=wire.run_to_proto(run))
+
+    @maps_errors
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
+        """List runs, newest first, with keyset pagination."""
+        size = page_size(request.page_size)
+        for i, name in enumerate(request.workflow):
+            validate_workflow(f"workflow[{i}]", name)
+        states = tuple(sorted(set(request.state)))
+        if any(s not in range(1, 8) for s in states):
+            raise invalid_argument("state", f"holds unknown states {list(states)}")
+        after = (
+            wire.timestamp_to_micros(request.create_time_after)
+            if request.HasField("create_time_after")
+            else None
+        )
+        before = (
+            wire.timestamp_to_micros(request.create_time_before)
+            if request.HasField("create_time_before")
+            else None
+        )
+        filters = [sorted(request.workflow), list(states), after, before]
+        query = RunQuery(
+            page_size=size,
+            after=decode_token(request.page_token, filters),
+            workflows=tuple(request.workflow),
+            states=states,
+            created_after=after,
+            created_before=before,
+        )
+        page = await self._engine.list_runs(query)
+        token = ""
+        if page.has_more and page.runs:
+            last = page.runs[-1]
+            token = encode_token((last.create_time, last.run_id), filters)
+        return pb.ListRunsResponse(
+            runs=[wire.run_to_proto(r, with_steps=False) for r in page.runs], next_page_token=token
+        )
+
+    @maps_errors
+    async def CancelRun(self, request: pb.CancelRunRequest, context: Context) -> pb.CancelRunResponse:
+        """Cancel a run now or at its next step boundary."""
+        run = await self._engine.cancel_run(validate_run_id("run_id", request.run_id, required=True))
+        return pb.CancelRunResponse(run=wire.run_to_proto(run))

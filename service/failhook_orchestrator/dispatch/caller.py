@@ -1,0 +1,154 @@
+"""The dispatcher: RunStep and OnWorkflowFailure calls, their errors mapped to engine outcomes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+import grpc
+from google.rpc import status_pb2
+
+from failhook.v1 import (
+    failure_hook_pb2,
+    failure_hook_pb2_grpc,
+    run_pb2,
+    workflow_endpoint_pb2,
+    workflow_endpoint_pb2_grpc,
+)
+from failhook_orchestrator import wire
+from failhook_orchestrator.engine.model import DeadLetterRecord, Run
+from failhook_orchestrator.engine.outcomes import (
+    HookCallResult,
+    RunCompleted,
+    SleepRequested,
+    StepCompleted,
+    StepErrored,
+    StepOutcome,
+)
+
+from .channels import ChannelPool
+
+__all__ = ["GrpcDispatcher", "step_error_from_rpc_error"]
+
+log = logging.getLogger("failhook.dispatch")
+
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_STEP_ERROR_TYPE = "type.googleapis.com/" + workflow_endpoint_pb2.StepError.DESCRIPTOR.full_name
+
+
+Pairs = Iterable[tuple[str, str | bytes]]
+
+
+def _pairs(metadata: object) -> Pairs:
+    """Metadata as ``(key, value)`` pairs (grpc's stubs type it loosely)."""
+    return cast(Pairs, metadata or ())
+
+
+def _text_metadata(metadata: Pairs) -> dict[str, str]:
+    return {str(k): v for k, v in metadata if not str(k).endswith("-bin") and isinstance(v, str)}
+
+
+def step_error_from_rpc_error(error: grpc.aio.AioRpcError) -> StepErrored:
+    """Map a failed call to a ``StepErrored``, reading the ``StepError`` status detail if any."""
+    code = error.code()
+    message = error.details() or ""
+    trailing = list(_pairs(error.trailing_metadata()))
+    detail = workflow_endpoint_pb2.StepError()
+    for key, value in trailing:
+        if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            for any_detail in status.details:
+                if any_detail.type_url == _STEP_ERROR_TYPE:
+                    any_detail.Unpack(detail)
+    retry_after = None
+    if detail.HasField("retry_after"):
+        retry_after = detail.retry_after.ToMicroseconds()
+    return StepErrored(
+        status_code=code.value[0],
+        message=message,
+        response=detail.response or message.encode(),
+        trailing_metadata=_text_metadata(trailing),
+        step_name=detail.step_name,
+        retry_after_us=retry_after,
+        non_retryable=detail.non_retryable,
+    )
+
+
+class GrpcDispatcher:
+    """Calls the users' servers over pooled channels, with per-attempt deadlines."""
+
+    def __init__(self, pool: ChannelPool) -> None:
+        self._pool = pool
+        self._endpoints: dict[str, workflow_endpoint_pb2_grpc.WorkflowEndpointAsyncStub] = {}
+        self._hooks: dict[str, failure_hook_pb2_grpc.FailureHookAsyncStub] = {}
+
+    async def run_step(self, run: Run, attempt: int, timeout: float) -> StepOutcome:
+        """Call ``RunStep`` for the run's next step."""
+        stub = self._endpoints.get(run.endpoint)
+        if stub is None:
+            stub = self._endpoints[run.endpoint] = workflow_endpoint_pb2_grpc.WorkflowEndpointStub(
+                self._pool.get(run.endpoint)
+            )
+        request = workflow_endpoint_pb2.RunStepRequest(
+            context=wire.run_context(run),
+            completed_steps=[run_pb2.StepResult(name=s.name, output=s.output) for s in run.steps],
+            attempt=attempt,
+            idempotency_key=f"{run.run_id}/{len(run.steps)}",
+        )
+        try:
+            response = await stub.RunStep(request, timeout=timeout, metadata=_forwarded(run.headers))
+        except grpc.aio.AioRpcError as error:
+            return step_error_from_rpc_error(error)
+        return _outcome(response)
+
+    async def call_hook(
+        self, record: DeadLetterRecord, delivery_attempt: int, timeout: float
+    ) -> HookCallResult:
+        """Call ``OnWorkflowFailure`` for a failed run."""
+        run = record.run
+        target = run.hook_target
+        stub = self._hooks.get(target)
+        if stub is None:
+            stub = self._hooks[target] = failure_hook_pb2_grpc.FailureHookStub(self._pool.get(target))
+        last = record.failure.last
+        request = failure_hook_pb2.OnWorkflowFailureRequest(
+            context=wire.run_context(run),
+            fail_status=last.status_code,
+            fail_response=last.response,
+            fail_headers=last.trailing_metadata,
+            failure=wire.step_failure_to_proto(record.failure),
+            idempotency_key=record.idempotency_key,
+            delivery_attempt=delivery_attempt,
+        )
+        try:
+            response = await stub.OnWorkflowFailure(
+                request, timeout=timeout, metadata=_forwarded(run.headers)
+            )
+        except grpc.aio.AioRpcError as error:
+            return HookCallResult(ok=False, status_code=error.code().value[0], message=error.details() or "")
+        return HookCallResult(ok=True, result=response.result)
+
+
+def _forwarded(headers: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The run's headers as call metadata (their keys were validated at StartRun)."""
+    return tuple(headers.items())
+
+
+def _outcome(response: workflow_endpoint_pb2.RunStepResponse) -> StepOutcome:
+    which = response.WhichOneof("outcome")
+    if which == "step":
+        return StepCompleted(name=response.step.name, output=response.step.output)
+    if which == "run_output":
+        return RunCompleted(output=response.run_output)
+    if which == "sleep":
+        if not response.sleep.name:
+            return StepErrored(
+                status_code=9, message="the endpoint asked for a sleep without a name", protocol_error=True
+            )
+        return SleepRequested(name=response.sleep.name, duration_us=response.sleep.duration.ToMicroseconds())
+    return StepErrored(
+        status_code=9,
+        message="the endpoint answered RunStep without an outcome (step, run_output or sleep)",
+        protocol_error=True,
+    )

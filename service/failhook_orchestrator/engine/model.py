@@ -1,0 +1,176 @@
+"""The engine's records: runs, steps, attempts, failures and dead letters (plain dataclasses).
+
+Times are UNIX epoch microseconds (``int``): exact, ordered, and the same in every backend.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+from .policy import RetryPolicy
+from .states import RunState
+
+__all__ = [
+    "Attempt",
+    "DeadLetterRecord",
+    "FailureReason",
+    "HookOutcome",
+    "HookState",
+    "Run",
+    "RunOrigin",
+    "StepFailureRecord",
+    "StepKind",
+    "StepRecord",
+    "now_us",
+]
+
+
+def now_us() -> int:
+    """The current wall-clock time in epoch microseconds."""
+    return time.time_ns() // 1000
+
+
+class RunOrigin(enum.IntEnum):
+    """How a run came to be (values of ``failhook.v1.RunOrigin``)."""
+
+    START = 1
+    RESTART = 2
+    RESUME = 3
+
+
+class StepKind(enum.IntEnum):
+    """What a recorded step was (values of ``failhook.v1.StepKind``)."""
+
+    RUN = 1
+    SLEEP = 2
+
+
+class FailureReason(enum.IntEnum):
+    """Why a run failed (values of ``failhook.v1.FailureReason``)."""
+
+    ATTEMPTS_EXHAUSTED = 1
+    NON_RETRYABLE = 2
+    HISTORY_MISMATCH = 3
+
+
+class HookState(enum.IntEnum):
+    """Delivery state of a failure hook (values of ``failhook.v1.HookState``)."""
+
+    PENDING = 1
+    SUCCEEDED = 2
+    FAILED = 3
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One failed call of a step."""
+
+    attempt: int
+    step_name: str
+    status_code: int
+    message: str
+    response: bytes
+    trailing_metadata: dict[str, str]
+    start_time: int
+    duration_us: int
+    retryable: bool
+    retry_delay_us: int | None = None
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """A completed step."""
+
+    index: int
+    name: str
+    kind: StepKind
+    output: bytes
+    attempts: list[Attempt]
+    complete_time: int
+    wake_time: int | None = None
+
+
+@dataclass(slots=True)
+class StepFailureRecord:
+    """The failure that ended a run: its last attempt and the whole history."""
+
+    step_index: int
+    reason: FailureReason
+    attempts: list[Attempt]
+
+    @property
+    def last(self) -> Attempt:
+        """The last attempt (every failure has at least one)."""
+        return self.attempts[-1]
+
+
+@dataclass(slots=True)
+class Run:
+    """A workflow run as the engine sees it."""
+
+    run_id: str
+    workflow: str
+    state: RunState
+    endpoint: str
+    failure_hook: str
+    payload: bytes
+    headers: dict[str, str]
+    retry_policy: RetryPolicy
+    create_time: int
+    update_time: int
+    origin: RunOrigin = RunOrigin.START
+    parent_run_id: str = ""
+    trace_context: str = ""
+    steps: list[StepRecord] = field(default_factory=list)
+    pending_attempts: list[Attempt] = field(default_factory=list)
+    output: bytes = b""
+    failure: StepFailureRecord | None = None
+    finish_time: int | None = None
+    due_time: int | None = None
+    wake_time: int | None = None
+    cancel_requested: bool = False
+    dead_letter_id: str = ""
+
+    @property
+    def hook_target(self) -> str:
+        """Where the failure hook is called: its own target, else the endpoint."""
+        return self.failure_hook or self.endpoint
+
+    @property
+    def trace_id(self) -> str:
+        """The W3C trace id held in the stored trace context, or an empty string."""
+        parts = self.trace_context.split("-")
+        return parts[1] if len(parts) == 4 else ""
+
+    @property
+    def failure_key(self) -> str:
+        """The idempotency key of this run's failure: the same on every hook redelivery."""
+        index = self.failure.step_index if self.failure else len(self.steps)
+        return f"{self.run_id}/failure/{index}"
+
+
+@dataclass(slots=True)
+class HookOutcome:
+    """What delivering the failure hook came to."""
+
+    state: HookState
+    attempts: int
+    last_error: str = ""
+    result: str = ""
+    target: str = ""
+    last_status_code: int = 0
+    last_attempt_time: int | None = None
+
+
+@dataclass(slots=True)
+class DeadLetterRecord:
+    """A run in the dead-letter queue."""
+
+    dead_letter_id: str
+    run: Run
+    failure: StepFailureRecord
+    hook: HookOutcome
+    idempotency_key: str
+    dead_letter_time: int

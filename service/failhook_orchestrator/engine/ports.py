@@ -1,0 +1,140 @@
+"""The engine's ports: what it needs from persistence and from the network, as protocols."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .model import DeadLetterRecord, HookOutcome, Run, StepRecord
+from .outcomes import HookCallResult, StepOutcome
+
+__all__ = ["DeadLetterPage", "DeadLetterQuery", "Dispatcher", "RunPage", "RunQuery", "RunStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Filters and page of a run listing (ANDed across fields, ORed within one)."""
+
+    page_size: int
+    after: tuple[int, str] | None = None  # keyset: (create_time, run_id) of the last row seen
+    workflows: tuple[str, ...] = ()
+    states: tuple[int, ...] = ()
+    created_after: int | None = None
+    created_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of runs and whether more follow."""
+
+    runs: list[Run]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterQuery:
+    """Filters and page of a dead-letter listing (ANDed across fields, ORed within one)."""
+
+    page_size: int
+    after: tuple[int, str] | None = None  # keyset: (dead_letter_time, dead_letter_id) of the last row
+    workflows: tuple[str, ...] = ()
+    failed_steps: tuple[str, ...] = ()
+    hook_states: tuple[int, ...] = ()
+    fail_statuses: tuple[int, ...] = ()
+    after_time: int | None = None
+    before_time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    """One page of dead letters and whether more follow."""
+
+    entries: list[DeadLetterRecord]
+    has_more: bool
+
+
+class RunStore(Protocol):
+    """Durable storage of runs and dead letters. Every method is one transaction."""
+
+    async def create_run(self, run: Run, lease_owner: str, lease_until: int) -> tuple[Run, bool]:
+        """Insert ``run``, leased to ``lease_owner``; if its id exists, return the stored run and False."""
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """Load a run with its steps, or None."""
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """List runs, newest first (create_time, run_id descending)."""
+
+    async def save_progress(self, run: Run, new_step: StepRecord | None) -> None:
+        """Persist a run's new state, with the step it completed (group-committed)."""
+
+    async def request_cancel(self, run_id: str, now: int) -> Run | None:
+        """Mark a non-terminal run ``cancel_requested``; return the run (None if unknown)."""
+
+    async def cancel(self, run: Run) -> None:
+        """Persist the move of ``run`` to CANCELED."""
+
+    async def claim_runs(
+        self, owner: str, lease_us: int, now: int, limit: int, *, steal: bool = False
+    ) -> list[Run]:
+        """Take the lease of up to ``limit`` unfinished runs that no live owner holds.
+
+        With ``steal`` every other owner's lease counts as expired (single-node recovery).
+        """
+
+    async def renew_leases(self, owner: str, lease_us: int, now: int) -> int:
+        """Extend every lease ``owner`` holds; return how many."""
+
+    async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
+        """Give up the lease of the given runs (graceful shutdown)."""
+
+    async def dead_letter(self, run: Run, record: DeadLetterRecord) -> None:
+        """Move a FAILED run to DEAD_LETTERED and insert its DLQ entry, in one transaction."""
+
+    async def update_hook(self, dead_letter_id: str, hook: HookOutcome, *, expect: int | None = None) -> bool:
+        """Record a new hook outcome on a DLQ entry.
+
+        With ``expect`` (a HookState value) the update happens only if the entry's hook is in
+        that state. Returns whether a row was updated.
+        """
+
+    async def claim_pending_hooks(
+        self, owner: str, lease_us: int, now: int, limit: int, *, steal: bool = False
+    ) -> list[DeadLetterRecord]:
+        """Take the DLQ entries whose hook delivery is PENDING and not leased by a live owner."""
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRecord | None:
+        """Load one DLQ entry with its run."""
+
+    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
+        """List DLQ entries, oldest first (dead_letter_time, dead_letter_id ascending)."""
+
+    async def count_dead_letters(self, query: DeadLetterQuery) -> int:
+        """Count the DLQ entries a query's filters select (its page is ignored)."""
+
+    async def replace_dead_letter(
+        self, dead_letter_id: str, new_run: Run, lease_owner: str, lease_until: int
+    ) -> bool:
+        """Insert ``new_run`` (restart / resume) and delete the DLQ entry, in one transaction.
+
+        Returns False (and writes nothing) when the entry no longer exists.
+        """
+
+    async def delete_dead_letters(self, dead_letter_ids: Sequence[str]) -> int:
+        """Delete DLQ entries; return how many existed."""
+
+    async def purge_dead_letters(self, older_than: int, limit: int) -> int:
+        """Delete up to ``limit`` entries that entered the DLQ before ``older_than``."""
+
+
+class Dispatcher(Protocol):
+    """Outbound calls to the user's WorkflowEndpoint and FailureHook."""
+
+    async def run_step(self, run: Run, attempt: int, timeout: float) -> StepOutcome:
+        """Call ``RunStep`` for the run's next step; errors come back as ``StepErrored``."""
+
+    async def call_hook(
+        self, record: DeadLetterRecord, delivery_attempt: int, timeout: float
+    ) -> HookCallResult:
+        """Call ``OnWorkflowFailure`` for a failed run; errors come back in the result."""

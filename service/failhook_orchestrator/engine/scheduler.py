@@ -1,0 +1,362 @@
+"""The scheduler: drives runs step by step, fires timers, delivers failure hooks, holds leases.
+
+One asyncio task drives one active run: it calls the endpoint, applies the outcome (a pure
+decision), persists it (group-committed by the store) and goes on until the run waits, ends or
+fails. Waiting runs sit in a timer heap (a started run and a due retry fire at once: no polling
+delay on the happy path). Concurrency is bounded by a semaphore around the outbound call.
+
+Leases make crashes safe: every run this process drives is leased to it; a heartbeat renews the
+leases, and runs whose lease expired (their owner died) are claimed again, so at most the step
+in flight at the crash is repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import socket
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from .decisions import Next, apply_outcome
+from .model import DeadLetterRecord, HookOutcome, HookState, Run, now_us
+from .policy import DEFAULT_HOOK_POLICY, RetryPolicy
+from .ports import Dispatcher, RunStore
+from .states import TERMINAL_STATES, RunState
+
+__all__ = ["Scheduler", "SchedulerSettings"]
+
+log = logging.getLogger("failhook.engine")
+
+#: A retrying run stays in memory when its next attempt is due within this time (no reload).
+_KEEP_IN_MEMORY_US = 60 * 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """Tuning of the scheduler.
+
+    Attributes:
+        max_concurrent_dispatches: Outbound step calls in flight at once.
+        lease_seconds: How long a lease lasts without renewal.
+        heartbeat_seconds: How often leases are renewed.
+        claim_interval_seconds: How often orphaned runs (expired leases) are looked for.
+        hook_policy: Retry policy of failure-hook deliveries.
+        owner: This process's lease owner id (generated when empty).
+    """
+
+    max_concurrent_dispatches: int = 256
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    claim_interval_seconds: float = 5.0
+    hook_policy: RetryPolicy = DEFAULT_HOOK_POLICY
+    owner: str = ""
+
+
+class Scheduler:
+    """Drives runs to completion against a :class:`RunStore` and a :class:`Dispatcher`."""
+
+    def __init__(self, store: RunStore, dispatcher: Dispatcher, settings: SchedulerSettings) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._settings = settings
+        self.owner = settings.owner or f"{socket.gethostname()}/{uuid.uuid4().hex[:12]}"
+        self._slots = asyncio.Semaphore(settings.max_concurrent_dispatches)
+        self._active: dict[str, asyncio.Task[None]] = {}  # run id -> its driver task
+        self._in_call: set[str] = set()  # runs whose step call is in flight
+        self._cancel_requested: set[str] = set()
+        self._timers: list[tuple[int, int, str]] = []  # (due, sequence, run id)
+        self._timer_runs: dict[str, Run | None] = {}  # waiting runs: kept in memory or reloaded
+        self._timer_seq = 0
+        self._timer_wakeup = asyncio.Event()
+        self._hook_tasks: dict[str, asyncio.Task[None]] = {}  # dead letter id / run id -> delivery
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._rng = random.Random()
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self, *, steal_leases: bool = False) -> None:
+        """Recover unfinished work and start the timer, heartbeat and claim loops.
+
+        Args:
+            steal_leases: Claim every unfinished run whatever its lease (only safe when this
+                process is known to be the only one on the database, as with SQLite).
+        """
+        await self._claim(steal=steal_leases)
+        self._background = [
+            self._spawn(self._timer_loop(), "failhook-timers"),
+            self._spawn(self._heartbeat_loop(), "failhook-heartbeat"),
+            self._spawn(self._claim_loop(), "failhook-claim"),
+        ]
+
+    async def stop(self, grace: float) -> None:
+        """Stop: let in-flight steps finish within ``grace`` seconds, then release the leases."""
+        self._stopping = True
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        pending = list(self._active.values()) + list(self._hook_tasks.values())
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        held = list(self._timer_runs) + list(self._active)
+        with contextlib.suppress(Exception):
+            await self._store.release_leases(self.owner, held)
+        log.info("scheduler stopped; released %d leases", len(held))
+
+    @property
+    def lease_us(self) -> int:
+        """The lease duration in microseconds."""
+        return int(self._settings.lease_seconds * 1_000_000)
+
+    @property
+    def in_flight(self) -> int:
+        """How many step calls are in flight now."""
+        return len(self._in_call)
+
+    # -- entry points used by the engine's use cases -----------------------------------------
+
+    def submit(self, run: Run) -> None:
+        """Start driving a run this process has just created (and leased)."""
+        self._drive_soon(run)
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Cancel a run at its next step boundary; True if its step call is in flight here."""
+        if run_id in self._in_call:
+            self._cancel_requested.add(run_id)
+            return True
+        return False
+
+    def forget(self, run_id: str) -> None:
+        """Drop a run's timer (it was canceled by the store directly)."""
+        self._timer_runs.pop(run_id, None)
+
+    def is_busy(self, run_id: str) -> bool:
+        """Tell whether a run is being driven by this process right now."""
+        return run_id in self._active
+
+    def deliver_hook(self, record: DeadLetterRecord) -> None:
+        """Deliver a DLQ entry's failure hook again in the background (RetryFailureHook)."""
+        key = record.dead_letter_id
+        if key not in self._hook_tasks:
+            self._hook_tasks[key] = self._spawn(self._redeliver(record), f"failhook-hook-{key}")
+            self._hook_tasks[key].add_done_callback(lambda _t: self._hook_tasks.pop(key, None))
+
+    # -- driving -----------------------------------------------------------------------------
+
+    def _drive_soon(self, run: Run) -> None:
+        if self._stopping or run.run_id in self._active:
+            return
+        task = self._spawn(self._drive(run), f"failhook-run-{run.run_id}")
+        self._active[run.run_id] = task
+        task.add_done_callback(lambda _t: self._active.pop(run.run_id, None))
+
+    async def _drive(self, run: Run) -> None:
+        try:
+            await self._drive_steps(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A store or programming error: give the lease back so that the claim loop picks the
+            # run up again from its stored state; nothing is lost.
+            log.exception("driving run %s failed; it will be picked up again", run.run_id)
+            with contextlib.suppress(Exception):
+                await self._store.release_leases(self.owner, [run.run_id])
+
+    async def _drive_steps(self, run: Run) -> None:
+        while True:
+            if run.state is RunState.FAILED:
+                await self._fail(run)
+                return
+            if run.state in TERMINAL_STATES:
+                return
+            if run.cancel_requested or run.run_id in self._cancel_requested:
+                await self._cancel(run)
+                return
+            if run.due_time is not None and run.due_time > now_us():
+                self._park(run)
+                return
+            attempt = len(run.pending_attempts) + 1
+            async with self._slots:
+                self._in_call.add(run.run_id)
+                try:
+                    start = now_us()
+                    outcome = await self._dispatcher.run_step(run, attempt, run.retry_policy.attempt_timeout)
+                    end = now_us()
+                finally:
+                    self._in_call.discard(run.run_id)
+            decision = apply_outcome(run, outcome, start_time=start, end_time=end, rng=self._rng)
+            await self._store.save_progress(run, decision.new_step)
+            if decision.next is Next.DISPATCH:
+                continue
+            if decision.next is Next.WAIT:
+                if run.run_id in self._cancel_requested:
+                    continue  # cancel at this boundary rather than after the wait
+                self._park(run)
+                return
+            self._cancel_requested.discard(run.run_id)
+            if decision.next is Next.FAILED:
+                await self._fail(run)
+            return
+
+    async def _cancel(self, run: Run) -> None:
+        self._cancel_requested.discard(run.run_id)
+        run.state = RunState.CANCELED
+        run.finish_time = run.update_time = now_us()
+        run.due_time = run.wake_time = None
+        await self._store.cancel(run)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def _park(self, run: Run) -> None:
+        due = run.due_time or now_us()
+        keep = due - now_us() <= _KEEP_IN_MEMORY_US
+        self._timer_runs[run.run_id] = run if keep else None
+        self._timer_seq += 1
+        heapq.heappush(self._timers, (due, self._timer_seq, run.run_id))
+        if self._timers[0][2] == run.run_id:
+            self._timer_wakeup.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._timer_wakeup.clear()
+            now = now_us()
+            while self._timers and self._timers[0][0] <= now:
+                _due, _seq, run_id = heapq.heappop(self._timers)
+                if run_id not in self._timer_runs:
+                    continue  # canceled or already fired
+                run = self._timer_runs.pop(run_id)
+                if run is None:
+                    run = await self._store.get_run(run_id)
+                if run is not None and run.state not in TERMINAL_STATES:
+                    run.due_time = None if run.due_time is not None and run.due_time <= now else run.due_time
+                    self._drive_soon(run)
+            timeout = None if not self._timers else max(0.0, (self._timers[0][0] - now_us()) / 1_000_000)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timer_wakeup.wait(), timeout)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_seconds)
+            try:
+                await self._store.renew_leases(self.owner, self.lease_us, now_us())
+            except Exception:
+                log.exception("lease renewal failed")
+
+    async def _claim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.claim_interval_seconds)
+            try:
+                await self._claim(steal=False)
+            except Exception:
+                log.exception("claiming orphaned runs failed")
+
+    async def _claim(self, *, steal: bool) -> None:
+        lease_us = self.lease_us
+        while not self._stopping:
+            runs = await self._store.claim_runs(self.owner, lease_us, now_us(), 500, steal=steal)
+            for run in runs:
+                if run.run_id in self._active or run.run_id in self._timer_runs:
+                    continue
+                if run.state in (RunState.SLEEPING, RunState.RUNNING, RunState.PENDING) and run.due_time:
+                    self._park(run)
+                else:
+                    self._drive_soon(run)
+            hooks = await self._store.claim_pending_hooks(self.owner, lease_us, now_us(), 500, steal=steal)
+            for record in hooks:
+                self.deliver_hook(record)
+            if len(runs) < 500 and len(hooks) < 500:
+                return
+
+    # -- the failure path ----------------------------------------------------------------------
+
+    async def _fail(self, run: Run) -> None:
+        """Deliver the failure hook, then move the run and its DLQ entry in one transaction."""
+        assert run.failure is not None
+        record = DeadLetterRecord(
+            dead_letter_id=uuid.uuid4().hex,
+            run=run,
+            failure=run.failure,
+            hook=HookOutcome(state=HookState.PENDING, attempts=0, target=run.hook_target),
+            idempotency_key=run.failure_key,
+            dead_letter_time=0,
+        )
+        record.hook = await self._deliver(record, first_attempt=1)
+        run.state = RunState.DEAD_LETTERED
+        run.dead_letter_id = record.dead_letter_id
+        run.update_time = record.dead_letter_time = now_us()
+        await self._store.dead_letter(run, record)
+        log.info(
+            "run %s dead-lettered as %s (hook %s)", run.run_id, record.dead_letter_id, record.hook.state.name
+        )
+
+    async def _redeliver(self, record: DeadLetterRecord) -> None:
+        try:
+            outcome = await self._deliver(record, first_attempt=record.hook.attempts + 1)
+            await self._store.update_hook(record.dead_letter_id, outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("redelivering the hook of %s failed", record.dead_letter_id)
+
+    async def _deliver(self, record: DeadLetterRecord, *, first_attempt: int) -> HookOutcome:
+        policy = self._settings.hook_policy
+        outcome = HookOutcome(
+            state=HookState.PENDING, attempts=first_attempt - 1, target=record.run.hook_target
+        )
+        for number in range(1, policy.max_attempts + 1):
+            outcome.attempts += 1
+            result = await self._dispatcher.call_hook(record, outcome.attempts, policy.attempt_timeout)
+            outcome.last_attempt_time = now_us()
+            outcome.last_status_code = result.status_code
+            if result.ok:
+                outcome.state = HookState.SUCCEEDED
+                outcome.result = result.result[:4096]
+                return outcome
+            outcome.last_error = f"{_code_name(result.status_code)}: {result.message}"
+            if not policy.is_retryable_code(result.status_code) or not policy.allows_another_attempt(number):
+                break
+            await asyncio.sleep(policy.backoff(number, self._rng))
+        outcome.state = HookState.FAILED
+        return outcome
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro, name=name)
+
+
+_CODE_NAMES: dict[int, str] = {}
+
+
+def _code_name(code: int) -> str:
+    if not _CODE_NAMES:
+        names = [
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ]
+        _CODE_NAMES.update(enumerate(names))
+    return _CODE_NAMES.get(code, f"CODE_{code}")

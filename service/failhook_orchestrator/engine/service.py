@@ -1,0 +1,225 @@
+"""The engine's use cases, called by the API: start, read, cancel runs; operate the DLQ."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from .errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
+from .model import DeadLetterRecord, HookState, Run, RunOrigin, now_us
+from .policy import RetryPolicy
+from .ports import DeadLetterPage, DeadLetterQuery, RunPage, RunQuery, RunStore
+from .scheduler import Scheduler
+from .states import TERMINAL_STATES, RunState
+
+__all__ = ["Engine", "ResumeChanges", "RunSpec"]
+
+log = logging.getLogger("failhook.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """A validated request for a new run."""
+
+    workflow: str
+    endpoint: str
+    failure_hook: str
+    payload: bytes
+    headers: Mapping[str, str]
+    retry_policy: RetryPolicy
+    run_id: str = ""
+    trace_context: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeChanges:
+    """What a resume may change."""
+
+    payload: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    replace_headers: bool = False
+    retry_policy: RetryPolicy | None = None
+
+
+class Engine:
+    """The orchestrator's use cases over a store and a scheduler."""
+
+    def __init__(self, store: RunStore, scheduler: Scheduler) -> None:
+        self._store = store
+        self._scheduler = scheduler
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The scheduler driving the runs."""
+        return self._scheduler
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def start_run(self, spec: RunSpec) -> tuple[Run, bool]:
+        """Create a run (durable on return) and dispatch it; dedupe on a caller-chosen id.
+
+        Returns the run and whether it already existed.
+        """
+        now = now_us()
+        run = Run(
+            run_id=spec.run_id or uuid.uuid4().hex,
+            workflow=spec.workflow,
+            state=RunState.PENDING,
+            endpoint=spec.endpoint,
+            failure_hook=spec.failure_hook,
+            payload=spec.payload,
+            headers=dict(spec.headers),
+            retry_policy=spec.retry_policy,
+            create_time=now,
+            update_time=now,
+            trace_context=spec.trace_context,
+        )
+        stored, created = await self._create(run)
+        if not created:
+            if stored.workflow != spec.workflow:
+                raise AlreadyExistsError(
+                    f"run {stored.run_id!r} already exists for workflow {stored.workflow!r}", field="run_id"
+                )
+            return stored, True
+        return stored, False
+
+    async def get_run(self, run_id: str) -> Run:
+        """Load a run or raise NotFoundError."""
+        run = await self._store.get_run(run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id!r} not found", field="run_id")
+        return run
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        """List runs."""
+        return await self._store.list_runs(query)
+
+    async def cancel_run(self, run_id: str) -> Run:
+        """Cancel a run now, or at its next step boundary when a step call is in flight."""
+        run = await self.get_run(run_id)
+        if run.state is RunState.CANCELED:
+            return run
+        if run.state in TERMINAL_STATES or run.state is RunState.FAILED:
+            raise FailedPreconditionError(
+                f"run {run_id!r} is {run.state.name} and can no longer be canceled", field="run_id"
+            )
+        stored = await self._store.request_cancel(run_id, now_us())
+        if stored is None:
+            raise NotFoundError(f"run {run_id!r} not found", field="run_id")
+        if self._scheduler.request_cancel(run_id) or self._scheduler.is_busy(run_id):
+            return stored  # the driver stops at the step boundary
+        if stored.state in TERMINAL_STATES or stored.state is RunState.FAILED:
+            return stored
+        self._scheduler.forget(run_id)
+        stored.state = RunState.CANCELED
+        stored.finish_time = stored.update_time = now_us()
+        stored.due_time = stored.wake_time = None
+        await self._store.cancel(stored)
+        return stored
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRecord:
+        """Load a DLQ entry or raise NotFoundError."""
+        record = await self._store.get_dead_letter(dead_letter_id)
+        if record is None:
+            raise NotFoundError(f"dead letter {dead_letter_id!r} not found", field="dead_letter_id")
+        return record
+
+    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
+        """List DLQ entries."""
+        return await self._store.list_dead_letters(query)
+
+    async def count_dead_letters(self, query: DeadLetterQuery) -> int:
+        """Count the DLQ entries a filter selects."""
+        return await self._store.count_dead_letters(query)
+
+    async def restart(self, dead_letter_id: str) -> Run:
+        """Start the entry's workflow again from scratch as a new, linked run."""
+        record = await self.get_dead_letter(dead_letter_id)
+        return await self._replace(record, self._child(record.run, RunOrigin.RESTART, keep_steps=False))
+
+    async def resume(self, dead_letter_id: str, changes: ResumeChanges) -> Run:
+        """Continue the entry's run from its failed step as a new run that keeps its steps."""
+        record = await self.get_dead_letter(dead_letter_id)
+        child = self._child(record.run, RunOrigin.RESUME, keep_steps=True)
+        if changes.payload is not None:
+            child.payload = changes.payload
+        child.headers = (
+            dict(changes.headers) if changes.replace_headers else {**child.headers, **changes.headers}
+        )
+        if changes.retry_policy is not None:
+            child.retry_policy = changes.retry_policy
+        return await self._replace(record, child)
+
+    async def retry_hook(self, dead_letter_id: str) -> DeadLetterRecord:
+        """Deliver a FAILED hook again (in the background), with the same idempotency key."""
+        record = await self.get_dead_letter(dead_letter_id)
+        if record.hook.state is not HookState.FAILED:
+            raise FailedPreconditionError(
+                f"the failure hook of {dead_letter_id!r} is {record.hook.state.name}; only a FAILED hook can"
+                " be retried",
+                field="dead_letter_id",
+            )
+        pending = replace(record.hook, state=HookState.PENDING)
+        if not await self._store.update_hook(dead_letter_id, pending, expect=HookState.FAILED):
+            raise FailedPreconditionError(
+                f"the failure hook of {dead_letter_id!r} is already being retried", field="dead_letter_id"
+            )
+        record.hook = pending
+        self._scheduler.deliver_hook(record)
+        return record
+
+    async def delete_dead_letter(self, dead_letter_id: str, *, allow_missing: bool) -> bool:
+        """Delete a DLQ entry; NotFoundError unless it existed or ``allow_missing``."""
+        deleted = await self._store.delete_dead_letters([dead_letter_id]) > 0
+        if not deleted and not allow_missing:
+            raise NotFoundError(f"dead letter {dead_letter_id!r} not found", field="dead_letter_id")
+        return deleted
+
+    async def purge_dead_letters(self, older_than: int) -> int:
+        """Delete every entry that entered the DLQ before ``older_than`` (retention)."""
+        total = 0
+        while (count := await self._store.purge_dead_letters(older_than, 1000)) > 0:
+            total += count
+        return total
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    async def _create(self, run: Run) -> tuple[Run, bool]:
+        stored, created = await self._store.create_run(run, *self._lease())
+        if created:
+            self._scheduler.submit(stored)
+        return stored, created
+
+    async def _replace(self, record: DeadLetterRecord, child: Run) -> Run:
+        if not await self._store.replace_dead_letter(record.dead_letter_id, child, *self._lease()):
+            raise NotFoundError(f"dead letter {record.dead_letter_id!r} not found", field="dead_letter_id")
+        self._scheduler.submit(child)
+        return child
+
+    def _lease(self) -> tuple[str, int]:
+        return self._scheduler.owner, now_us() + self._scheduler.lease_us
+
+    @staticmethod
+    def _child(parent: Run, origin: RunOrigin, *, keep_steps: bool) -> Run:
+        now = now_us()
+        return Run(
+            run_id=uuid.uuid4().hex,
+            workflow=parent.workflow,
+            state=RunState.PENDING,
+            endpoint=parent.endpoint,
+            failure_hook=parent.failure_hook,
+            payload=parent.payload,
+            headers=dict(parent.headers),
+            retry_policy=parent.retry_policy,
+            create_time=now,
+            update_time=now,
+            origin=origin,
+            parent_run_id=parent.run_id,
+            steps=[replace(step, attempts=list(step.attempts)) for step in parent.steps]
+            if keep_steps
+            else [],
+        )

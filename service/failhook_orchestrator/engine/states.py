@@ -1,0 +1,51 @@
+"""The run state machine: one table of allowed transitions and pure functions over it."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["TERMINAL_STATES", "IllegalTransitionError", "RunState", "can_transition", "check_transition"]
+
+
+class RunState(enum.IntEnum):
+    """Where a run is in its life; the values are those of ``failhook.v1.RunState``."""
+
+    PENDING = 1
+    RUNNING = 2
+    SLEEPING = 3
+    SUCCEEDED = 4
+    FAILED = 5
+    DEAD_LETTERED = 6
+    CANCELED = 7
+
+
+_S = RunState
+
+#: Every allowed move. RUNNING -> RUNNING records a step or a failed attempt; FAILED is the
+#: failure path (the hook is being delivered) that always ends in DEAD_LETTERED.
+TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELED}),
+    _S.RUNNING: frozenset({_S.RUNNING, _S.SLEEPING, _S.SUCCEEDED, _S.FAILED, _S.CANCELED}),
+    _S.SLEEPING: frozenset({_S.RUNNING, _S.CANCELED}),
+    _S.FAILED: frozenset({_S.DEAD_LETTERED}),
+    _S.SUCCEEDED: frozenset(),
+    _S.DEAD_LETTERED: frozenset(),
+    _S.CANCELED: frozenset(),
+}
+
+TERMINAL_STATES = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+
+
+class IllegalTransitionError(Exception):
+    """A move the state machine does not allow (a bug, or a stale view of the run)."""
+
+
+def can_transition(current: RunState, target: RunState) -> bool:
+    """Tell whether a run in ``current`` may move to ``target``."""
+    return target in TRANSITIONS[current]
+
+
+def check_transition(current: RunState, target: RunState) -> None:
+    """Raise :class:`IllegalTransitionError` unless the move is allowed."""
+    if not can_transition(current, target):
+        raise IllegalTransitionError(f"run cannot move from {current.name} to {target.name}")

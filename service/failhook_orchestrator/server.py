@@ -1,0 +1,221 @@
+"""The orchestrator process: store, scheduler, servicers, health and reflection on one server.
+
+Shutdown is graceful: health turns NOT_SERVING first (load balancers stop sending), the server
+stops accepting and lets in-flight calls finish within the grace period, the scheduler lets
+in-flight steps finish and releases its leases, then the store flushes its last writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import make_url
+
+from failhook import tls
+from failhook.v1 import (
+    dead_letter_service_pb2,
+    dead_letter_service_pb2_grpc,
+    workflow_service_pb2,
+    workflow_service_pb2_grpc,
+)
+
+from .api.dead_letter_service import DeadLetterServicer
+from .api.validation import Limits
+from .api.workflow_service import WorkflowServicer
+from .config import Settings
+from .dispatch import ChannelPool, GrpcDispatcher
+from .dispatch.channels import ChannelFactory
+from .engine.model import now_us
+from .engine.scheduler import Scheduler, SchedulerSettings
+from .engine.service import Engine
+from .security import AuthorizationInterceptor, RoleMap
+from .store import SqlRunStore, open_store
+
+__all__ = ["INSECURE_HEALTH_SERVICE", "Orchestrator", "serve"]
+
+log = logging.getLogger("failhook.orchestrator")
+
+#: Reported SERVING in health on a plaintext server, so probes and dashboards can see it.
+INSECURE_HEALTH_SERVICE = "failhook.insecure-plaintext-dev-mode"
+SERVICE_NAMES = (
+    workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
+    dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+)
+_PURGE_INTERVAL_SECONDS = 3600.0
+
+
+class Orchestrator:
+    """One orchestrator: call :meth:`start`, then :meth:`stop` (or use :func:`serve`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        # grpc_health's type stubs do not know its asyncio servicer.
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._store: SqlRunStore | None = None
+        self._pool: ChannelPool | None = None
+        self._scheduler: Scheduler | None = None
+        self._engine: Engine | None = None
+        self._purge_task: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine (after start)."""
+        assert self._engine is not None, "not started"
+        return self._engine
+
+    @property
+    def store(self) -> SqlRunStore:
+        """The store (after start)."""
+        assert self._store is not None, "not started"
+        return self._store
+
+    async def start(self) -> int:
+        """Open the store, recover unfinished runs, and serve; return the bound port."""
+        s = self.settings
+        if s.insecure:
+            log.warning(
+                "!!! INSECURE: plaintext gRPC, no client authentication, every caller is admin. "
+                "Development only: never expose this orchestrator. !!!"
+            )
+        self._store = await open_store(s.database)
+        self._pool = ChannelPool(self._channel_factory())
+        self._scheduler = Scheduler(
+            self._store,
+            GrpcDispatcher(self._pool),
+            SchedulerSettings(
+                max_concurrent_dispatches=s.max_concurrent_dispatches,
+                lease_seconds=s.lease_seconds,
+                heartbeat_seconds=s.heartbeat_seconds,
+                claim_interval_seconds=s.claim_interval_seconds,
+                hook_policy=s.hook_policy,
+            ),
+        )
+        self._engine = Engine(self._store, self._scheduler)
+        await self._scheduler.start(steal_leases=self._store.single_node)
+
+        roles = RoleMap(s.roles) if s.roles else RoleMap.dev_default()
+        server = grpc.aio.server(
+            interceptors=[AuthorizationInterceptor(roles, insecure=s.insecure)],
+            options=[
+                *tls.server_options(),
+                ("grpc.max_receive_message_length", s.max_payload_bytes + 64 * 1024),
+            ],
+        )
+        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
+            WorkflowServicer(self._engine, limits=Limits(s.max_payload_bytes), default_policy=s.step_policy),
+            server,
+        )
+        dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
+            DeadLetterServicer(self._engine, default_policy=s.step_policy), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        if s.insecure:
+            self.port = server.add_insecure_port(s.listen)
+        else:
+            assert s.tls_ca and s.tls_cert and s.tls_key
+            creds = tls.server_credentials(tls.TLSFiles(ca=s.tls_ca, cert=s.tls_cert, key=s.tls_key))
+            self.port = server.add_secure_port(s.listen, creds)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {s.listen}")
+        await server.start()
+        self._server = server
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if s.insecure:
+            await self._health.set(INSECURE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        if s.dlq_retention_days > 0:
+            self._purge_task = asyncio.get_running_loop().create_task(
+                self._purge_loop(), name="failhook-dlq-retention"
+            )
+        host = s.listen.rsplit(":", 1)[0]
+        log.info(
+            "failhook orchestrator listening on %s:%d (%s, database %s)",
+            host,
+            self.port,
+            "PLAINTEXT" if s.insecure else "mTLS",
+            _redact(s.database),
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully within ``grace`` seconds (default: the configured grace period)."""
+        grace = self.settings.grace_period if grace is None else grace
+        started = time.monotonic()
+        await self._health.enter_graceful_shutdown()
+        if self._purge_task is not None:
+            self._purge_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purge_task
+        if self._server is not None:
+            await self._server.stop(grace)
+        if self._scheduler is not None:
+            await self._scheduler.stop(max(0.0, grace - (time.monotonic() - started)))
+        if self._pool is not None:
+            await self._pool.close()
+        if self._store is not None:
+            await self._store.close()
+        log.info("failhook orchestrator stopped in %.2fs", time.monotonic() - started)
+
+    def _channel_factory(self) -> ChannelFactory:
+        s = self.settings
+
+        def factory(target: str) -> grpc.aio.Channel:
+            if s.insecure:
+                return grpc.aio.insecure_channel(target, options=tls.channel_options())
+            assert s.tls_ca and s.tls_cert and s.tls_key
+            override = s.targets.get(target)
+            files = tls.TLSFiles(ca=(override and override.ca) or s.tls_ca, cert=s.tls_cert, key=s.tls_key)
+            options = tls.channel_options(override.server_name if override else None)
+            return grpc.aio.secure_channel(target, tls.channel_credentials(files), options=options)
+
+        return factory
+
+    async def _purge_loop(self) -> None:
+        retention_us = int(self.settings.dlq_retention_days * 86400 * 1_000_000)
+        while True:
+            try:
+                purged = await self.engine.purge_dead_letters(now_us() - retention_us)
+                if purged:
+                    log.info(
+                        "purged %d dead letters older than %s days", purged, self.settings.dlq_retention_days
+                    )
+            except Exception:
+                log.exception("purging old dead letters failed")
+            await asyncio.sleep(_PURGE_INTERVAL_SECONDS)
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password (secrets never reach the logs)."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def serve(settings: Settings) -> None:
+    """Run an orchestrator until SIGTERM or SIGINT, then stop gracefully."""
+    orchestrator = Orchestrator(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await orchestrator.start()
+    try:
+        await stop.wait()
+        log.info("shutdown requested; finishing in-flight work (grace %.1fs)", settings.grace_period)
+    finally:
+        await orchestrator.stop()

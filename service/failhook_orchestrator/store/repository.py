@@ -1,0 +1,404 @@
+"""The SQL implementation of the engine's ``RunStore`` (SQLite and PostgreSQL).
+
+Every write goes through the :class:`~.writer.GroupCommitWriter`; reads use pooled connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, or_, select, true, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from failhook_orchestrator.engine.model import DeadLetterRecord, HookOutcome, HookState, Run, StepRecord
+from failhook_orchestrator.engine.ports import DeadLetterPage, DeadLetterQuery, RunPage, RunQuery
+from failhook_orchestrator.engine.states import RunState
+
+from . import rows
+from .database import Database
+from .schema import dead_letters, runs, steps
+from .writer import GroupCommitWriter, Write
+
+__all__ = ["SqlRunStore", "open_store"]
+
+log = logging.getLogger("failhook.store")
+
+_UNFINISHED = (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.SLEEPING), int(RunState.FAILED))
+_FINAL = (int(RunState.SUCCEEDED), int(RunState.DEAD_LETTERED), int(RunState.CANCELED))
+
+# Statements built once: cheaper than per call, and the group-commit writer batches equal ones.
+_INSERT_STEP = steps.insert()
+_UPDATE_RUN = update(runs).where(runs.c.run_id == bindparam("b_run_id"))
+_UPDATE_RUN_FINAL = update(runs).where(runs.c.run_id == bindparam("b_run_id"))  # also clears the lease
+_INSERT_DEAD_LETTER = dead_letters.insert()
+_CHUNK = 500
+
+
+class SqlRunStore:
+    """Runs and dead letters in SQL, with group-committed writes."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._engine: AsyncEngine = database.engine
+        self._writer = GroupCommitWriter(database.engine)
+
+    @property
+    def single_node(self) -> bool:
+        """True when this process is known to be the database's only user (SQLite)."""
+        return self._db.single_node
+
+    @property
+    def writer(self) -> GroupCommitWriter:
+        """The group-commit writer (its counters tell the batching achieved)."""
+        return self._writer
+
+    async def start(self) -> None:
+        """Start the writer."""
+        await self._writer.start()
+
+    async def close(self) -> None:
+        """Flush the writer and close the database."""
+        await self._writer.close()
+        await self._db.close()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def create_run(self, run: Run, lease_owner: str, lease_until: int) -> tuple[Run, bool]:
+        async def insert(conn: AsyncConnection) -> tuple[Run, bool]:
+            created = await self._insert_run(conn, run, lease_owner, lease_until)
+            if created:
+                return run, True
+            existing = await self._load_run(conn, run.run_id)
+            assert existing is not None
+            return existing, False
+
+        result: tuple[Run, bool] = await self._writer.submit(Write(fn=insert))
+        return result
+
+    async def get_run(self, run_id: str) -> Run | None:
+        async with self._engine.connect() as conn:
+            return await self._load_run(conn, run_id)
+
+    async def list_runs(self, query: RunQuery) -> RunPage:
+        conds: list[ColumnElement[bool]] = []
+        if query.workflows:
+            conds.append(runs.c.workflow.in_(query.workflows))
+        if query.states:
+            conds.append(runs.c.state.in_(query.states))
+        if query.created_after is not None:
+            conds.append(runs.c.create_time >= query.created_after)
+        if query.created_before is not None:
+            conds.append(runs.c.create_time < query.created_before)
+        if query.after is not None:
+            conds.append(tuple_(runs.c.create_time, runs.c.run_id) < tuple_(*query.after))
+        stmt = (
+            select(runs)
+            .where(and_(true(), *conds))
+            .order_by(runs.c.create_time.desc(), runs.c.run_id.desc())
+            .limit(query.page_size + 1)
+        )
+        async with self._engine.connect() as conn:
+            found = [rows.run_from_row(r._mapping) for r in await conn.execute(stmt)]
+        return RunPage(runs=found[: query.page_size], has_more=len(found) > query.page_size)
+
+    async def save_progress(self, run: Run, new_step: StepRecord | None) -> None:
+        statements: list[tuple[Any, dict[str, Any]]] = []
+        if new_step is not None:
+            statements.append((_INSERT_STEP, rows.step_values(run.run_id, new_step)))
+        values = rows.run_progress_values(run)
+        statements.append(
+            (
+                _UPDATE_RUN_FINAL if "lease_owner" in values else _UPDATE_RUN,
+                {"b_run_id": run.run_id, **values},
+            )
+        )
+        await self._writer.submit(Write(statements=statements))
+
+    async def request_cancel(self, run_id: str, now: int) -> Run | None:
+        async def mark(conn: AsyncConnection) -> Run | None:
+            await conn.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.state.in_(_UNFINISHED))
+                .values(cancel_requested=True, update_time=now)
+            )
+            return await self._load_run(conn, run_id)
+
+        result: Run | None = await self._writer.submit(Write(fn=mark))
+        return result
+
+    async def cancel(self, run: Run) -> None:
+        async def cancel(conn: AsyncConnection) -> None:
+            values = rows.run_progress_values(run)
+            await conn.execute(
+                update(runs).where(runs.c.run_id == run.run_id, runs.c.state.in_(_UNFINISHED)).values(values)
+            )
+
+        await self._writer.submit(Write(fn=cancel))
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def claim_runs(
+        self, owner: str, lease_us: int, now: int, limit: int, *, steal: bool = False
+    ) -> list[Run]:
+        free = or_(runs.c.lease_owner.is_(None), runs.c.lease_expires < now)
+        if steal:
+            free = or_(free, runs.c.lease_owner != owner)
+
+        async def claim(conn: AsyncConnection) -> list[Run]:
+            pick = select(runs.c.run_id).where(runs.c.state.in_(_UNFINISHED), free).limit(limit)
+            ids = [r[0] for r in await conn.execute(self._skip_locked(conn, pick))]
+            if not ids:
+                return []
+            await conn.execute(
+                update(runs)
+                .where(runs.c.run_id.in_(ids))
+                .values(lease_owner=owner, lease_expires=now + lease_us)
+            )
+            return await self._load_runs(conn, ids, with_steps=True)
+
+        result: list[Run] = await self._writer.submit(Write(fn=claim))
+        return result
+
+    async def renew_leases(self, owner: str, lease_us: int, now: int) -> int:
+        async def renew(conn: AsyncConnection) -> int:
+            done = await conn.execute(
+                update(runs).where(runs.c.lease_owner == owner).values(lease_expires=now + lease_us)
+            )
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.hook_lease_owner == owner)
+                .values(hook_lease_expires=now + lease_us)
+            )
+            return int(done.rowcount)
+
+        result: int = await self._writer.submit(Write(fn=renew))
+        return result
+
+    async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
+        async def release(conn: AsyncConnection) -> None:
+            for chunk in _chunks(run_ids):
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.lease_owner == owner, runs.c.run_id.in_(chunk))
+                    .values(lease_owner=None, lease_expires=None)
+                )
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.hook_lease_owner == owner)
+                .values(hook_lease_owner=None, hook_lease_expires=None)
+            )
+
+        await self._writer.submit(Write(fn=release))
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    async def dead_letter(self, run: Run, record: DeadLetterRecord) -> None:
+        run_values = {"b_run_id": run.run_id, **rows.run_progress_values(run)}
+        await self._writer.submit(
+            Write(
+                statements=[
+                    (_UPDATE_RUN_FINAL, run_values),
+                    (_INSERT_DEAD_LETTER, rows.dead_letter_values(record)),
+                ]
+            )
+        )
+
+    async def update_hook(self, dead_letter_id: str, hook: HookOutcome, *, expect: int | None = None) -> bool:
+        values: dict[str, Any] = rows.hook_values(hook)
+        if hook.state is not HookState.PENDING:
+            values.update(hook_lease_owner=None, hook_lease_expires=None)
+        stmt = update(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id).values(values)
+        if expect is not None:
+            stmt = stmt.where(dead_letters.c.hook_state == int(expect))
+
+        async def apply(conn: AsyncConnection) -> bool:
+            return bool((await conn.execute(stmt)).rowcount)
+
+        result: bool = await self._writer.submit(Write(fn=apply))
+        return result
+
+    async def claim_pending_hooks(
+        self, owner: str, lease_us: int, now: int, limit: int, *, steal: bool = False
+    ) -> list[DeadLetterRecord]:
+        free = or_(dead_letters.c.hook_lease_owner.is_(None), dead_letters.c.hook_lease_expires < now)
+        if steal:
+            free = or_(free, dead_letters.c.hook_lease_owner != owner)
+
+        async def claim(conn: AsyncConnection) -> list[DeadLetterRecord]:
+            pick = (
+                select(dead_letters.c.dead_letter_id)
+                .where(dead_letters.c.hook_state == int(HookState.PENDING), free)
+                .limit(limit)
+            )
+            ids = [r[0] for r in await conn.execute(self._skip_locked(conn, pick))]
+            if not ids:
+                return []
+            await conn.execute(
+                update(dead_letters)
+                .where(dead_letters.c.dead_letter_id.in_(ids))
+                .values(hook_lease_owner=owner, hook_lease_expires=now + lease_us)
+            )
+            return await self._load_dead_letters(
+                conn, select(dead_letters).where(dead_letters.c.dead_letter_id.in_(ids))
+            )
+
+        result: list[DeadLetterRecord] = await self._writer.submit(Write(fn=claim))
+        return result
+
+    async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRecord | None:
+        async with self._engine.connect() as conn:
+            found = await self._load_dead_letters(
+                conn,
+                select(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id),
+                with_steps=True,
+            )
+        return found[0] if found else None
+
+    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
+        conds = self._dead_letter_filter(query)
+        if query.after is not None:
+            conds.append(
+                tuple_(dead_letters.c.dead_letter_time, dead_letters.c.dead_letter_id) > tuple_(*query.after)
+            )
+        stmt = (
+            select(dead_letters)
+            .where(and_(true(), *conds))
+            .order_by(dead_letters.c.dead_letter_time, dead_letters.c.dead_letter_id)
+            .limit(query.page_size + 1)
+        )
+        async with self._engine.connect() as conn:
+            found = await self._load_dead_letters(conn, stmt)
+        return DeadLetterPage(entries=found[: query.page_size], has_more=len(found) > query.page_size)
+
+    async def count_dead_letters(self, query: DeadLetterQuery) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(dead_letters)
+            .where(and_(true(), *self._dead_letter_filter(query)))
+        )
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
+    async def replace_dead_letter(
+        self, dead_letter_id: str, new_run: Run, lease_owner: str, lease_until: int
+    ) -> bool:
+        async def replace(conn: AsyncConnection) -> bool:
+            gone = await conn.execute(
+                delete(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id)
+            )
+            if not gone.rowcount:
+                return False
+            await self._insert_run(conn, new_run, lease_owner, lease_until)
+            if new_run.steps:
+                await conn.execute(_INSERT_STEP, [rows.step_values(new_run.run_id, s) for s in new_run.steps])
+            return True
+
+        result: bool = await self._writer.submit(Write(fn=replace))
+        return result
+
+    async def delete_dead_letters(self, dead_letter_ids: Sequence[str]) -> int:
+        async def remove(conn: AsyncConnection) -> int:
+            total = 0
+            for chunk in _chunks(dead_letter_ids):
+                total += (
+                    await conn.execute(delete(dead_letters).where(dead_letters.c.dead_letter_id.in_(chunk)))
+                ).rowcount
+            return total
+
+        result: int = await self._writer.submit(Write(fn=remove))
+        return result
+
+    async def purge_dead_letters(self, older_than: int, limit: int) -> int:
+        async def purge(conn: AsyncConnection) -> int:
+            ids = (
+                select(dead_letters.c.dead_letter_id)
+                .where(dead_letters.c.dead_letter_time < older_than)
+                .limit(limit)
+            )
+            victims = [r[0] for r in await conn.execute(ids)]
+            if not victims:
+                return 0
+            return int(
+                (
+                    await conn.execute(delete(dead_letters).where(dead_letters.c.dead_letter_id.in_(victims)))
+                ).rowcount
+            )
+
+        result: int = await self._writer.submit(Write(fn=purge))
+        return result
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _skip_locked(conn: AsyncConnection, stmt: Select[Any]) -> Select[Any]:
+        """Lock the picked rows on PostgreSQL so that replicas never claim the same ones."""
+        if conn.dialect.name == "postgresql":
+            return stmt.with_for_update(skip_locked=True)
+        return stmt
+
+    @staticmethod
+    async def _insert_run(conn: AsyncConnection, run: Run, lease_owner: str, lease_until: int) -> bool:
+        values = {**rows.run_values(run), "lease_owner": lease_owner, "lease_expires": lease_until}
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        stmt = dialect_insert(runs).values(values).on_conflict_do_nothing(index_elements=[runs.c.run_id])
+        return bool((await conn.execute(stmt)).rowcount)
+
+    @staticmethod
+    def _dead_letter_filter(query: DeadLetterQuery) -> list[ColumnElement[bool]]:
+        conds: list[ColumnElement[bool]] = []
+        if query.workflows:
+            conds.append(dead_letters.c.workflow.in_(query.workflows))
+        if query.failed_steps:
+            conds.append(dead_letters.c.failed_step.in_(query.failed_steps))
+        if query.hook_states:
+            conds.append(dead_letters.c.hook_state.in_(query.hook_states))
+        if query.fail_statuses:
+            conds.append(dead_letters.c.fail_status.in_(query.fail_statuses))
+        if query.after_time is not None:
+            conds.append(dead_letters.c.dead_letter_time >= query.after_time)
+        if query.before_time is not None:
+            conds.append(dead_letters.c.dead_letter_time < query.before_time)
+        return conds
+
+    async def _load_run(self, conn: AsyncConnection, run_id: str) -> Run | None:
+        found = await self._load_runs(conn, [run_id], with_steps=True)
+        return found[0] if found else None
+
+    async def _load_runs(
+        self, conn: AsyncConnection, run_ids: Sequence[str], *, with_steps: bool
+    ) -> list[Run]:
+        by_run: dict[str, list[StepRecord]] = {}
+        if with_steps:
+            stmt = select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.run_id, steps.c.idx)
+            for r in await conn.execute(stmt):
+                by_run.setdefault(r.run_id, []).append(rows.step_from_row(r._mapping))
+        found = await conn.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
+        return [rows.run_from_row(r._mapping, by_run.get(r.run_id, ())) for r in found]
+
+    async def _load_dead_letters(
+        self, conn: AsyncConnection, stmt: Select[Any], *, with_steps: bool = False
+    ) -> list[DeadLetterRecord]:
+        entries = [r._mapping for r in await conn.execute(stmt)]
+        if not entries:
+            return []
+        loaded = {
+            run.run_id: run
+            for run in await self._load_runs(conn, [e["run_id"] for e in entries], with_steps=with_steps)
+        }
+        return [rows.dead_letter_from_row(e, loaded[e["run_id"]]) for e in entries]
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+async def open_store(url: str) -> SqlRunStore:
+    """Open the database at ``url``, apply the migrations and start the store."""
+    database = await Database.open(url)
+    store = SqlRunStore(database)
+    await store.start()
+    return store
