@@ -155,9 +155,7 @@ class Scheduler:
     def _drive_soon(self, run: Run) -> None:
         if self._stopping or run.run_id in self._active:
             return
-        task = self._spawn(self._drive(run), f"failhook-run-{run.run_id}")
-        self._active[run.run_id] = task
-        task.add_done_callback(lambda _t: self._active.pop(run.run_id, None))
+        self._active[run.run_id] = self._spawn(self._drive(run), f"failhook-run-{run.run_id}")
 
     async def _drive(self, run: Run) -> None:
         try:
@@ -170,6 +168,11 @@ class Scheduler:
             log.exception("driving run %s failed; it will be picked up again", run.run_id)
             with contextlib.suppress(Exception):
                 await self._store.release_leases(self.owner, [run.run_id])
+        finally:
+            # Leave the active set before the task ends (no await in between), so a timer firing
+            # right after the run parked itself finds it free to drive again.
+            if self._active.get(run.run_id) is asyncio.current_task():
+                del self._active[run.run_id]
 
     async def _drive_steps(self, run: Run) -> None:
         while True:
