@@ -64,7 +64,7 @@ async def harness(dev_certs: DevCerts, database_url: str, endpoint: str) -> Asyn
         dlq=dl_grpc.DeadLetterServiceStub(channel),
         endpoint=endpoint,
     )
-    await channel.close()
+    await channel.close(None)
     await orchestrator.stop(grace=2.0)
 
 

@@ -18,7 +18,6 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import status_pb2
-from grpc_status import rpc_status
 
 from failhook import tls
 from failhook.v1 import (
@@ -95,7 +94,7 @@ class ScriptedEndpoint(workflow_endpoint_pb2_grpc.WorkflowEndpointServicer):
         status = status_pb2.Status(code=code, message=f"step {name} failed", details=[packed])
         trailing = (
             ("x-failure-source", "payments"),
-            (rpc_status.GRPC_DETAILS_METADATA_KEY, status.SerializeToString()),
+            ("grpc-status-details-bin", status.SerializeToString()),
         )
         await context.abort(grpc.StatusCode(_CODES[code]), status.message, trailing_metadata=trailing)
 
