@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from failhook.v1 import (
@@ -115,12 +115,14 @@ class DecodedError:
         message: The status message.
         detail: The ``StepError`` detail, if the status carried one.
         metadata: The text trailing metadata, without gRPC's own keys.
+        reason: The ``google.rpc.ErrorInfo`` reason of domain ``failhook.dev``, if any.
     """
 
     code: grpc.StatusCode
     message: str
     detail: workflow_endpoint_pb2.StepError | None
     metadata: dict[str, str]
+    reason: str | None = None
 
 
 def decode_error(err: grpc.aio.AioRpcError) -> DecodedError:
@@ -130,17 +132,21 @@ def decode_error(err: grpc.aio.AioRpcError) -> DecodedError:
     call: Any = err
     status: Any = rpc_status.from_call(call)
     detail: workflow_endpoint_pb2.StepError | None = None
+    reason: str | None = None
     if status is not None:
         assert isinstance(status, status_pb2.Status)
         for packed in status.details:
             candidate = workflow_endpoint_pb2.StepError()
+            info = error_details_pb2.ErrorInfo()
             if packed.Unpack(candidate):
                 detail = candidate
+            elif packed.Unpack(info) and info.domain == "failhook.dev":
+                reason = info.reason
     trailing: Any = err.trailing_metadata() or ()
     metadata = {
         key: value for key, value in trailing if isinstance(value, str) and not key.startswith("grpc-")
     }
-    return DecodedError(err.code(), err.details() or "", detail, metadata)
+    return DecodedError(err.code(), err.details() or "", detail, metadata, reason)
 
 
 async def call_error(call: Awaitable[Any]) -> DecodedError:

@@ -49,6 +49,7 @@ async def test_non_retryable_error(worker: Worker, connect: Connect) -> None:
     assert error.detail == StepErrorDetail(
         step_name="charge", response=b'{"code":"declined"}', non_retryable=True
     )
+    assert error.reason is None  # only the SDK's own history mismatches carry a reason
 
 
 async def test_non_retryable_error_with_its_own_code(worker: Worker, connect: Connect) -> None:

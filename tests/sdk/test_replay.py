@@ -167,6 +167,7 @@ async def test_a_renamed_step_is_a_non_retryable_history_mismatch(worker: Worker
     assert error.code == FAILED_PRECONDITION
     assert 'the workflow called "reserve" but the recorded step is "ship"' in error.message
     assert error.detail == workflow_endpoint_pb2.StepError(step_name="reserve", non_retryable=True)
+    assert error.reason == "HISTORY_MISMATCH"
     assert calls["reserve"] == 0
 
 
@@ -183,6 +184,7 @@ async def test_a_workflow_that_ends_before_its_history_is_a_mismatch(
     assert error.code == FAILED_PRECONDITION
     assert "returned after 1 steps but the run has 2 recorded steps" in error.message
     assert error.detail is not None and error.detail.non_retryable
+    assert error.reason == "HISTORY_MISMATCH"
 
 
 async def test_a_duplicate_step_name_is_refused(worker: Worker, connect: Connect) -> None:
@@ -198,6 +200,7 @@ async def test_a_duplicate_step_name_is_refused(worker: Worker, connect: Connect
     assert error.code == FAILED_PRECONDITION
     assert 'step name "same" is used twice' in error.message
     assert error.detail is not None and error.detail.non_retryable
+    assert error.reason == "HISTORY_MISMATCH"
     assert ran == []
 
 
