@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -24,7 +26,7 @@ from tests.support.process import spawn
 FAILING = {"steps": 3, "fail_step": 1, "fail_times": 99}
 
 
-async def _dead(harness: Harness, payload: dict[str, object], **fields: object) -> run_pb2.WorkflowRun:
+async def _dead(harness: Harness, payload: Mapping[str, object], **fields: Any) -> run_pb2.WorkflowRun:
     started = await harness.start(payload, **fields)
     return await harness.wait(started.run_id, [run_pb2.RUN_STATE_DEAD_LETTERED])
 
@@ -35,7 +37,7 @@ async def _hook_settled(harness: Harness, dead_letter_id: str, state: int) -> dl
         if entry.hook.state == state:
             return entry
         await asyncio.sleep(0.02)
-    raise AssertionError(f"hook of {dead_letter_id} never reached {dl.HookState.Name(state)}")
+    raise AssertionError(f"hook of {dead_letter_id} never reached state {state}")
 
 
 async def test_retries_then_hook_then_dlq_with_every_seed_field(harness: Harness, recorder: Recorder) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,11 +68,11 @@ class Harness:
     dlq: dl_grpc.DeadLetterServiceAsyncStub
     endpoint: str
 
-    async def start(self, payload: dict[str, Any] | None = None, **fields: Any) -> run_pb2.WorkflowRun:
+    async def start(self, payload: Mapping[str, Any] | None = None, **fields: Any) -> run_pb2.WorkflowRun:
         """StartRun of the scripted workflow with ``payload``; returns the run."""
         fields.setdefault("workflow", "scripted")
         fields.setdefault("endpoint", self.endpoint)
-        request = ws.StartRunRequest(payload=json.dumps(payload or {}).encode(), **fields)
+        request = ws.StartRunRequest(payload=json.dumps(dict(payload or {})).encode(), **fields)
         return (await self.runs.StartRun(request)).run
 
     async def get(self, run_id: str) -> run_pb2.WorkflowRun:
