@@ -49,6 +49,13 @@ SERVICE_NAMES = (
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
 )
 _PURGE_INTERVAL_SECONDS = 3600.0
+#: A RunStepRequest carries every completed step's output, so it outgrows gRPC's 4 MiB default;
+#: trailers carry the StepError of a failed step.
+_OUTBOUND_LIMITS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_metadata_size", 64 * 1024),
+]
 
 
 class Orchestrator:
@@ -177,12 +184,12 @@ class Orchestrator:
         s = self.settings
 
         def factory(target: str) -> grpc.aio.Channel:
-            if s.insecure:
-                return grpc.aio.insecure_channel(target, options=tls.channel_options())
-            assert s.tls_ca and s.tls_cert and s.tls_key
             override = s.targets.get(target)
+            options = [*tls.channel_options(override.server_name if override else None), *_OUTBOUND_LIMITS]
+            if s.insecure:
+                return grpc.aio.insecure_channel(target, options=options)
+            assert s.tls_ca and s.tls_cert and s.tls_key
             files = tls.TLSFiles(ca=(override and override.ca) or s.tls_ca, cert=s.tls_cert, key=s.tls_key)
-            options = tls.channel_options(override.server_name if override else None)
             return grpc.aio.secure_channel(target, tls.channel_credentials(files), options=options)
 
         return factory

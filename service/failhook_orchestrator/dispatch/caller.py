@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import cast
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from failhook.v1 import (
@@ -57,10 +58,13 @@ def step_error_from_rpc_error(error: grpc.aio.AioRpcError) -> StepErrored:
     detail = workflow_endpoint_pb2.StepError()
     for key, value in trailing:
         if key == _STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status.FromString(value)
-            for any_detail in status.details:
-                if any_detail.type_url == _STEP_ERROR_TYPE:
-                    any_detail.Unpack(detail)
+            try:
+                status = status_pb2.Status.FromString(value)
+                for any_detail in status.details:
+                    if any_detail.type_url == _STEP_ERROR_TYPE:
+                        any_detail.Unpack(detail)
+            except DecodeError:  # a proxy's or a foreign server's details: keep the bare status
+                log.warning("ignoring undecodable status details from a step call")
     retry_after = None
     if detail.HasField("retry_after"):
         retry_after = detail.retry_after.ToMicroseconds()
