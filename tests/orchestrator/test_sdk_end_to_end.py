@@ -40,7 +40,9 @@ def build_worker(certs: DevCerts) -> Worker:
     async def order_failed(
         ctx: FailureContext, fail_status: int, fail_response: str, fail_headers: Mapping[str, str]
     ) -> str | None:
-        failures.append((ctx.workflow_run_id, fail_status, fail_response, dict(fail_headers), ctx.idempotency_key))
+        failures.append(
+            (ctx.workflow_run_id, fail_status, fail_response, dict(fail_headers), ctx.idempotency_key)
+        )
         return "paged"
 
     return worker

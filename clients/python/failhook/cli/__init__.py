@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from failhook.cli import certs_cmd
+from failhook.cli import certs_cmd, dlq_cmd, exit_codes, runs_cmd
 
 __all__ = ["REGISTRARS", "Registrar", "build_parser", "main"]
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 """Adds one command group to the ``failhook`` parser."""
 
-REGISTRARS: list[Registrar] = [certs_cmd.add_parser]
+REGISTRARS: list[Registrar] = [runs_cmd.add_parser, dlq_cmd.add_parser, certs_cmd.add_parser]
 """The command groups, in the order ``failhook --help`` lists them."""
 
 
@@ -30,7 +30,12 @@ def build_parser(registrars: Sequence[Registrar] | None = None) -> argparse.Argu
     Returns:
         The parser; each leaf command sets ``func``.
     """
-    parser = argparse.ArgumentParser(prog="failhook", description="failhook command line.")
+    parser = argparse.ArgumentParser(
+        prog="failhook",
+        description="Start and watch runs, operate the dead-letter queue, make development certificates.",
+        epilog=exit_codes.EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", required=True)
     for register in REGISTRARS if registrars is None else registrars:
         register(subparsers)

@@ -1,0 +1,57 @@
+"""The benchmark's user side, in its own process: an SDK worker with a 3-step workflow, plus
+the health service as the raw echo baseline (one mTLS unary call, nothing else)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import grpc
+import uvloop
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from failhook import tls
+from failhook.certs import ORCHESTRATOR_IDENTITY
+from failhook.identity import AllowlistInterceptor
+from failhook.worker import Worker, WorkflowContext
+
+worker = Worker()
+
+
+async def _step(value: int) -> int:
+    return value + 1
+
+
+@worker.workflow("bench3")
+async def bench3(ctx: WorkflowContext) -> int:
+    """Three trivial steps: the cost measured is the orchestration, not the work."""
+    a = await ctx.run("one", _step, 0)
+    b = await ctx.run("two", _step, a)
+    return await ctx.run("three", _step, b)
+
+
+async def main(certs: Path, port_file: Path) -> None:
+    files = tls.TLSFiles.from_dir(certs, "worker")
+    server = grpc.aio.server(
+        interceptors=[
+            AllowlistInterceptor([ORCHESTRATOR_IDENTITY], exempt_services=("grpc.health.v1.Health",))
+        ],
+        options=tls.server_options(),
+    )
+    worker.add_to_server(server)
+    servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", tls.server_credentials(files))
+    await server.start()
+    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await asyncio.to_thread(port_file.write_text, str(port))
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--certs", type=Path, required=True)
+    parser.add_argument("--port-file", type=Path, required=True)
+    args = parser.parse_args()
+    uvloop.run(main(args.certs, args.port_file))
