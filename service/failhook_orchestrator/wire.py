@@ -137,6 +137,7 @@ def run_to_proto(run: Run, *, with_steps: bool = True) -> run_pb2.WorkflowRun:
         parent_run_id=run.parent_run_id,
         cancel_requested=run.cancel_requested,
         dead_letter_id=run.dead_letter_id,
+        step_count=run.step_count,
     )
     if with_steps:
         msg.steps.extend(_step_to_proto(s) for s in run.steps)

@@ -30,6 +30,8 @@ async def test_three_step_run_succeeds_with_recorded_outputs(harness: Harness, r
     # One call per step plus the final one; every step executed exactly once.
     assert [a[1] for a in recorder.attempts if a[0] == run.run_id] == [0, 1, 2, 3]
     assert all(count == 1 for count in recorder.executions.values())
+    listed = (await harness.runs.ListRuns(ws.ListRunsRequest())).runs
+    assert [(r.step_count, len(r.steps)) for r in listed] == [(3, 0)]  # listings count steps, omit them
     # The run's headers are forwarded as metadata, nothing else of the caller's.
     assert all(md.get("x-tenant") == "acme" for md in recorder.metadata)
 

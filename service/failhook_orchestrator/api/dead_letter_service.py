@@ -10,6 +10,7 @@ import grpc
 from failhook.v1 import dead_letter_service_pb2 as pb
 from failhook.v1 import dead_letter_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
+from failhook_orchestrator.engine.model import now_us
 from failhook_orchestrator.engine.policy import RetryPolicy
 from failhook_orchestrator.engine.ports import DeadLetterQuery
 from failhook_orchestrator.engine.service import Engine, ResumeChanges
@@ -148,6 +149,9 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         query = _query(filter_, size, prefix="filter.")
         if _fingerprint(query) == [(), (), (), (), None, None] and not all_:
             raise invalid_argument("filter", "is empty: set `all` to act on every dead letter")
+        # A snapshot: entries that (re-)enter the queue while this call works are left for the next.
+        snapshot = now_us()
+        query = replace(query, before_time=min(query.before_time or snapshot, snapshot))
         page = await self._engine.list_dead_letters(query)
         return [e.dead_letter_id for e in page.entries]
 

@@ -132,6 +132,12 @@ class Run:
     wake_time: int | None = None
     cancel_requested: bool = False
     dead_letter_id: str = ""
+    stored_step_count: int | None = None  # set when the run was loaded without its steps
+
+    @property
+    def step_count(self) -> int:
+        """How many steps completed (known even when the steps were not loaded)."""
+        return len(self.steps) if self.stored_step_count is None else self.stored_step_count
 
     @property
     def hook_target(self) -> str:

@@ -376,7 +376,9 @@ class SqlRunStore:
             for r in await conn.execute(stmt):
                 by_run.setdefault(r.run_id, []).append(rows.step_from_row(r._mapping))
         found = await conn.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
-        return [rows.run_from_row(r._mapping, by_run.get(r.run_id, ())) for r in found]
+        return [
+            rows.run_from_row(r._mapping, by_run.get(r.run_id, []) if with_steps else None) for r in found
+        ]
 
     async def _load_dead_letters(
         self, conn: AsyncConnection, stmt: Select[Any], *, with_steps: bool = False

@@ -130,6 +130,7 @@ def run_progress_values(run: Run) -> dict[str, Any]:
         "wake_time": run.wake_time,
         "cancel_requested": run.cancel_requested,
         "dead_letter_id": run.dead_letter_id,
+        "step_count": run.step_count,
     }
     if terminal:
         values["lease_owner"] = None
@@ -155,8 +156,8 @@ def run_values(run: Run) -> dict[str, Any]:
     }
 
 
-def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] = ()) -> Run:
-    """A run of its row (and its steps, when loaded)."""
+def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = None) -> Run:
+    """A run of its row, with its steps when they were loaded (None: not loaded)."""
     return Run(
         run_id=row["run_id"],
         workflow=row["workflow"],
@@ -171,7 +172,8 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] = ()) -> Ru
         origin=RunOrigin(row["origin"]),
         parent_run_id=row["parent_run_id"],
         trace_context=row["trace_context"],
-        steps=list(steps),
+        steps=list(steps or ()),
+        stored_step_count=row["step_count"] if steps is None else None,
         pending_attempts=attempts_from_json(row["pending_attempts"]),
         output=bytes(row["output"]),
         failure=_failure_from_json(row["failure"]),

@@ -59,6 +59,7 @@ runs = Table(
     Column("parent_run_id", String(128), nullable=False),
     Column("cancel_requested", Boolean, nullable=False),
     Column("dead_letter_id", String(64), nullable=False),
+    Column("step_count", Integer, nullable=False),
     Column("lease_owner", String(128), nullable=True),
     Column("lease_expires", BigInteger, nullable=True),
     Index(None, "create_time", "run_id"),

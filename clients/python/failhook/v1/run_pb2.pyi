@@ -642,6 +642,7 @@ class WorkflowRun(message.Message):
     PARENT_RUN_ID_FIELD_NUMBER: builtins.int
     CANCEL_REQUESTED_FIELD_NUMBER: builtins.int
     DEAD_LETTER_ID_FIELD_NUMBER: builtins.int
+    STEP_COUNT_FIELD_NUMBER: builtins.int
     run_id: builtins.str
     """run_id is the run's id: caller-chosen in StartRun, or a UUID the orchestrator made."""
     workflow: builtins.str
@@ -668,6 +669,8 @@ class WorkflowRun(message.Message):
     """
     dead_letter_id: builtins.str
     """dead_letter_id is the id of the run's DLQ entry; set when the state is RUN_STATE_DEAD_LETTERED."""
+    step_count: builtins.int
+    """step_count is the number of completed steps (set in listings too, where `steps` is omitted)."""
     @builtins.property
     def headers(self) -> containers.ScalarMap[builtins.str, builtins.str]:
         """headers are forwarded to every step call and to the failure hook."""
@@ -733,9 +736,10 @@ class WorkflowRun(message.Message):
         parent_run_id: builtins.str = ...,
         cancel_requested: builtins.bool = ...,
         dead_letter_id: builtins.str = ...,
+        step_count: builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

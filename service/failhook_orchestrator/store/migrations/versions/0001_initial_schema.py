@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("parent_run_id", sa.String(length=128), nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("dead_letter_id", sa.String(length=64), nullable=False),
+        sa.Column("step_count", sa.Integer(), nullable=False),
         sa.Column("lease_owner", sa.String(length=128), nullable=True),
         sa.Column("lease_expires", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("run_id", name=op.f("pk_runs")),
