@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -13,8 +13,11 @@ from failhook.certs import DevCerts, init_dev_certs
 from failhook.v1 import dead_letter_service_pb2_grpc as dl_grpc
 from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
 from failhook_orchestrator.server import Orchestrator
+from tests.support.databases import create_database, drop_database, postgres_available, require_postgres
 from tests.support.endpoint import Recorder, start_endpoint
 from tests.support.harness import Harness, client_channel, test_settings
+
+BACKENDS = ("sqlite", "postgres")
 
 
 @pytest.fixture(autouse=True)
@@ -31,10 +34,30 @@ def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> DevCerts:
     return init_dev_certs(tmp_path_factory.mktemp("certs"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--db sqlite`` or ``--db postgres`` runs one backend; both by default."""
+    parser.addoption("--db", action="append", choices=BACKENDS, help="database backend(s) to test")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a database runs against SQLite and PostgreSQL."""
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--db") or list(BACKENDS)
+        metafunc.parametrize("backend", chosen)
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh SQLite database file."""
-    yield f"sqlite+aiosqlite:///{tmp_path / 'failhook.db'}"
+async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database: a SQLite file, or a PostgreSQL database made and dropped for the test."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'failhook.db'}"
+        return
+    require_postgres(await postgres_available())
+    name, url = await create_database()
+    try:
+        yield url
+    finally:
+        await drop_database(name)
 
 
 @pytest.fixture
