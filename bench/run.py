@@ -50,8 +50,10 @@ def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], what: str) -> str:
     raise SystemExit(f"{what} did not start")
 
 
-def start_processes(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], int, int]:
-    """The orchestrator and the worker, each in its own process; returns their ports."""
+def start_processes(
+    tmp: Path, database: str, replicas: int
+) -> tuple[list[subprocess.Popen[bytes]], list[int], int]:
+    """The orchestrator replicas and the worker, each in its own process; returns their ports."""
     certs = init_dev_certs(tmp / "certs")
     port_file = tmp / "worker.port"
     worker = subprocess.Popen(
@@ -66,26 +68,31 @@ def start_processes(tmp: Path) -> tuple[list[subprocess.Popen[bytes]], int, int]
     )
     worker_port = int(_wait_for_file(port_file, worker, "worker"))
     files = certs.tls_files("orchestrator")
-    log_path = tmp / "orchestrator.log"
-    with log_path.open("wb") as log:
-        orchestrator = subprocess.Popen(
-            [
-                str(BIN / "failhook-orchestrator"),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--database",
-                f"sqlite+aiosqlite:///{tmp / 'bench.db'}",
-                "--tls-ca",
-                str(files.ca),
-                "--tls-cert",
-                str(files.cert),
-                "--tls-key",
-                str(files.key),
-            ],
-            stderr=log,
-        )
-    return [orchestrator, worker], _orchestrator_port(orchestrator, log_path), worker_port
+    procs: list[subprocess.Popen[bytes]] = [worker]
+    ports = []
+    for replica in range(replicas):
+        log_path = tmp / f"orchestrator-{replica}.log"
+        with log_path.open("wb") as log:
+            orchestrator = subprocess.Popen(
+                [
+                    str(BIN / "failhook-orchestrator"),
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--database",
+                    database,
+                    "--tls-ca",
+                    str(files.ca),
+                    "--tls-cert",
+                    str(files.cert),
+                    "--tls-key",
+                    str(files.key),
+                ],
+                stderr=log,
+            )
+        procs.append(orchestrator)
+        ports.append(_orchestrator_port(orchestrator, log_path))
+    return procs, ports, worker_port
 
 
 def _orchestrator_port(proc: subprocess.Popen[bytes], log_path: Path) -> int:
@@ -124,14 +131,19 @@ async def echo_baseline(certs_dir: Path, port: int, concurrency: int, seconds: f
 
 
 async def failhook_runs(
-    certs_dir: Path, port: int, worker_port: int, runs: int, concurrency: int
+    certs_dir: Path, ports: list[int], worker_port: int, runs: int, concurrency: int
 ) -> dict[str, Any]:
     """Run ``runs`` 3-step runs, ``concurrency`` at a time; return throughput and latency."""
     files = tls.TLSFiles.from_dir(certs_dir, "orchestrator")
-    async with grpc.aio.secure_channel(
-        f"localhost:{port}", tls.channel_credentials(files), options=tls.channel_options()
-    ) as channel:
-        stub = ws_grpc.WorkflowServiceStub(channel)
+    channels = [
+        grpc.aio.secure_channel(
+            f"localhost:{port}", tls.channel_credentials(files), options=tls.channel_options()
+        )
+        for port in ports
+    ]
+    try:
+        stubs = [ws_grpc.WorkflowServiceStub(channel) for channel in channels]
+        stub = stubs[0]
         endpoint = f"localhost:{worker_port}"
         ids: list[str] = []
         started = time.monotonic()
@@ -140,8 +152,8 @@ async def failhook_runs(
             batch = min(concurrency, remaining)
             responses = await asyncio.gather(
                 *(
-                    stub.StartRun(ws.StartRunRequest(workflow="bench3", endpoint=endpoint))
-                    for _ in range(batch)
+                    stubs[i % len(stubs)].StartRun(ws.StartRunRequest(workflow="bench3", endpoint=endpoint))
+                    for i in range(batch)
                 )
             )
             batch_ids = [r.run.run_id for r in responses]
@@ -154,6 +166,9 @@ async def failhook_runs(
             run = (await stub.GetRun(ws.GetRunRequest(run_id=run_id))).run
             assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run
             latencies.append((run.finish_time.ToMicroseconds() - run.create_time.ToMicroseconds()) / 1000)
+    finally:
+        for channel in channels:
+            await channel.close(None)
     latencies.sort()
     return {
         "runs": runs,
@@ -183,15 +198,18 @@ async def _wait_all(stub: ws_grpc.WorkflowServiceAsyncStub, run_ids: list[str]) 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="failhook-bench-"))
-    procs, port, worker_port = start_processes(tmp)
+    database = f"sqlite+aiosqlite:///{tmp / 'bench.db'}" if args.database == "sqlite" else args.database
+    procs, ports, worker_port = start_processes(tmp, database, args.replicas)
     try:
         results: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "backend": "sqlite" if args.database == "sqlite" else "postgresql",
+            "replicas": args.replicas,
             "levels": [],
         }
         for concurrency in args.concurrency:
             echo = await echo_baseline(tmp / "certs", worker_port, concurrency, args.echo_seconds)
-            runs = await failhook_runs(tmp / "certs", port, worker_port, args.runs, concurrency)
+            runs = await failhook_runs(tmp / "certs", ports, worker_port, args.runs, concurrency)
             runs["echo_calls_per_s"] = round(echo, 1)
             runs["ratio_vs_echo"] = round(runs["steps_per_s"] / echo, 3)
             results["levels"].append(runs)
@@ -211,9 +229,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 64, 256])
     parser.add_argument("--echo-seconds", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="200 runs at 1 and 64 concurrent runs")
+    parser.add_argument(
+        "--database",
+        default="sqlite",
+        help="'sqlite' (a fresh file) or a PostgreSQL URL of an empty database (postgresql+asyncpg://…)",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="orchestrator processes (PostgreSQL only for > 1)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.concurrency, args.echo_seconds = 200, [1, 64], 2.0
+    if args.replicas > 1 and args.database == "sqlite":
+        parser.error("several replicas need PostgreSQL: SQLite serves one orchestrator process")
     results = uvloop.run(bench(args))
     columns = (
         "concurrency",
@@ -223,6 +251,7 @@ def main() -> int:
         "latency_ms_p99",
         "echo_calls_per_s",
     )
+    print(f"backend={results['backend']} replicas={results['replicas']}")
     print(" ".join(f"{name:>16}" for name in (*columns, "ratio_vs_echo")))
     for level in results["levels"]:
         print(" ".join(f"{level[name]!s:>16}" for name in (*columns, "ratio_vs_echo")))

@@ -10,12 +10,9 @@ import grpc
 import pytest
 
 from failhook.certs import DevCerts, init_dev_certs
-from failhook.v1 import dead_letter_service_pb2_grpc as dl_grpc
-from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
-from failhook_orchestrator.server import Orchestrator
 from tests.support.databases import create_database, drop_database, postgres_available, require_postgres
 from tests.support.endpoint import Recorder, start_endpoint
-from tests.support.harness import Harness, client_channel, test_settings
+from tests.support.harness import Harness, started_harness
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -77,18 +74,8 @@ async def endpoint(dev_certs: DevCerts, recorder: Recorder) -> AsyncIterator[str
 @pytest.fixture
 async def harness(dev_certs: DevCerts, database_url: str, endpoint: str) -> AsyncIterator[Harness]:
     """A started orchestrator (mTLS, fast retries) with clients as the admin identity."""
-    orchestrator = Orchestrator(test_settings(dev_certs, database_url))
-    port = await orchestrator.start()
-    channel = client_channel(dev_certs, port)
-    yield Harness(
-        orchestrator=orchestrator,
-        channel=channel,
-        runs=ws_grpc.WorkflowServiceStub(channel),
-        dlq=dl_grpc.DeadLetterServiceStub(channel),
-        endpoint=endpoint,
-    )
-    await channel.close(None)
-    await orchestrator.stop(grace=2.0)
+    async with started_harness(dev_certs, database_url, endpoint) as started:
+        yield started
 
 
 def status_code(error: grpc.aio.AioRpcError) -> grpc.StatusCode:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,3 +106,24 @@ TERMINAL = (
     run_pb2.RUN_STATE_DEAD_LETTERED,
     run_pb2.RUN_STATE_CANCELED,
 )
+
+
+@asynccontextmanager
+async def started_harness(
+    certs: DevCerts, database: str, endpoint: str, **overrides: Any
+) -> AsyncIterator[Harness]:
+    """Start an orchestrator (mTLS, fast retries) on ``database``; clients use the admin identity."""
+    orchestrator = Orchestrator(test_settings(certs, database, **overrides))
+    port = await orchestrator.start()
+    channel = client_channel(certs, port)
+    try:
+        yield Harness(
+            orchestrator=orchestrator,
+            channel=channel,
+            runs=ws_grpc.WorkflowServiceStub(channel),
+            dlq=dl_grpc.DeadLetterServiceStub(channel),
+            endpoint=endpoint,
+        )
+    finally:
+        await channel.close(None)
+        await orchestrator.stop(grace=2.0)

@@ -66,11 +66,17 @@ class Database:
             engine = create_async_engine(url, pool_size=8, max_overflow=8)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
+            # Reads use the pool; all writes go through one group-commit connection, so a small pool
+            # serves a replica. A statement that hangs (lock wait, failover) is cut after 30 s.
             engine = create_async_engine(
                 url,
                 pool_size=int(os.environ.get("FAILHOOK_DB_POOL_SIZE", "10")),
                 max_overflow=10,
                 pool_pre_ping=True,
+                pool_recycle=1800,
+                connect_args={
+                    "server_settings": {"statement_timeout": "30000", "application_name": "failhook"}
+                },
             )
         try:
             async with engine.begin() as conn:

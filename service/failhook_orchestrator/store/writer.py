@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
@@ -92,7 +94,7 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[Write]) -> None:
         assert self._conn is not None
         try:
-            results = await self._transaction(batch)
+            results = await self._with_retries(batch)
         except Exception as exc:
             await self._rollback_quietly()
             if len(batch) == 1:
@@ -112,6 +114,27 @@ class GroupCommitWriter:
         for write, result in zip(batch, results, strict=True):
             _set_result(write, result)
 
+    async def _with_retries(self, batch: list[Write]) -> list[Any]:
+        """Run a batch, retrying transient failures (serialization, deadlock, lost connection)."""
+        for attempt in range(1, _TRANSIENT_ATTEMPTS + 1):
+            try:
+                return await self._transaction(batch)
+            except DBAPIError as exc:
+                if attempt == _TRANSIENT_ATTEMPTS or not is_transient(exc):
+                    raise
+                log.warning("transient database error (attempt %d), retrying: %s", attempt, exc.orig)
+                await self._rollback_quietly()
+                if exc.connection_invalidated:
+                    await self._reconnect()
+                await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")
+
+    async def _reconnect(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+        self._conn = await self._engine.connect()
+
     async def _transaction(self, batch: list[Write]) -> list[Any]:
         assert self._conn is not None
         grouped: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
@@ -127,6 +150,19 @@ class GroupCommitWriter:
         assert self._conn is not None
         with contextlib.suppress(Exception):
             await self._conn.rollback()
+
+
+_TRANSIENT_ATTEMPTS = 5
+#: PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, connection loss, failover.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "08000", "08003", "08006", "57P01", "57P02", "57P03"})
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Tell whether a database error may go away when the transaction is tried again."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
 
 
 def _set_result(write: Write, result: Any) -> None:
