@@ -8,6 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from failhook.certs import DevCerts, init_dev_certs
 from tests.support.databases import create_database, drop_database, postgres_available, require_postgres
@@ -15,6 +19,22 @@ from tests.support.endpoint import Recorder, start_endpoint
 from tests.support.harness import Harness, started_harness
 
 BACKENDS = ("sqlite", "postgres")
+SPANS = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tracer_provider() -> None:
+    """Every in-process span (orchestrator and SDK) goes to an in-memory exporter."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    trace.set_tracer_provider(provider)
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """The in-memory span exporter, emptied for this test."""
+    SPANS.clear()
+    return SPANS
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ import uvloop
 
 from .config import ConfigError, load_settings
 from .server import serve
+from .telemetry import TraceIdFilter, configure_from_environment
 
 __all__ = ["main"]
 
@@ -23,6 +24,8 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            "trace_id": getattr(record, "trace_id", "-"),
+            "span_id": getattr(record, "span_id", "-"),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -31,10 +34,13 @@ class _JsonFormatter(logging.Formatter):
 
 def _setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TraceIdFilter())
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [trace=%(trace_id)s]: %(message)s")
+        )
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"failhook-orchestrator: {exc}", file=sys.stderr)
         return 2
     _setup_logging(settings.log_format, settings.log_level)
+    configure_from_environment()
     try:
         uvloop.run(serve(settings))
     except OSError as exc:

@@ -12,10 +12,12 @@ import contextlib
 import logging
 import signal
 import time
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from sqlalchemy.engine import make_url
 
 from failhook import tls
@@ -33,10 +35,12 @@ from .config import Settings
 from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
 from .engine.model import now_us
+from .engine.ports import DeadLetterQuery
 from .engine.scheduler import Scheduler, SchedulerSettings
 from .engine.service import Engine
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
+from .telemetry import Metrics
 
 __all__ = ["INSECURE_HEALTH_SERVICE", "Orchestrator", "serve"]
 
@@ -49,6 +53,7 @@ SERVICE_NAMES = (
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
 )
 _PURGE_INTERVAL_SECONDS = 3600.0
+_DEPTH_INTERVAL_SECONDS = 15.0
 #: A RunStepRequest carries every completed step's output, so it outgrows gRPC's 4 MiB default;
 #: trailers carry the StepError of a failed step.
 _OUTBOUND_LIMITS: list[tuple[str, int]] = [
@@ -72,6 +77,8 @@ class Orchestrator:
         self._scheduler: Scheduler | None = None
         self._engine: Engine | None = None
         self._purge_task: asyncio.Task[None] | None = None
+        self._depth_task: asyncio.Task[None] | None = None
+        self._dlq_depth: int | None = None
 
     @property
     def engine(self) -> Engine:
@@ -95,6 +102,9 @@ class Orchestrator:
             )
         self._store = await open_store(s.database)
         self._pool = ChannelPool(self._channel_factory())
+        self._metrics = Metrics(
+            in_flight=lambda: self.engine.scheduler.in_flight, dlq_depth=lambda: self._dlq_depth
+        )
         self._scheduler = Scheduler(
             self._store,
             GrpcDispatcher(self._pool),
@@ -105,13 +115,18 @@ class Orchestrator:
                 claim_interval_seconds=s.claim_interval_seconds,
                 hook_policy=s.hook_policy,
             ),
+            self._metrics,
         )
         self._engine = Engine(self._store, self._scheduler)
         await self._scheduler.start(steal_leases=self._store.single_node)
 
         roles = RoleMap(s.roles) if s.roles else RoleMap.dev_default()
         server = grpc.aio.server(
-            interceptors=[AuthorizationInterceptor(roles, insecure=s.insecure)],
+            # Tracing first, so that refused calls are traced too.
+            interceptors=[
+                _tracing_server_interceptor(),
+                AuthorizationInterceptor(roles, insecure=s.insecure),
+            ],
             options=[
                 *tls.server_options(),
                 ("grpc.max_receive_message_length", s.max_payload_bytes + 64 * 1024),
@@ -147,6 +162,9 @@ class Orchestrator:
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if s.insecure:
             await self._health.set(INSECURE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        self._depth_task = asyncio.get_running_loop().create_task(
+            self._depth_loop(), name="failhook-dlq-depth"
+        )
         if s.dlq_retention_days > 0:
             self._purge_task = asyncio.get_running_loop().create_task(
                 self._purge_loop(), name="failhook-dlq-retention"
@@ -166,10 +184,11 @@ class Orchestrator:
         grace = self.settings.grace_period if grace is None else grace
         started = time.monotonic()
         await self._health.enter_graceful_shutdown()
-        if self._purge_task is not None:
-            self._purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purge_task
+        for task in (self._purge_task, self._depth_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
             await self._server.stop(grace)
         if self._scheduler is not None:
@@ -186,13 +205,25 @@ class Orchestrator:
         def factory(target: str) -> grpc.aio.Channel:
             override = s.targets.get(target)
             options = [*tls.channel_options(override.server_name if override else None), *_OUTBOUND_LIMITS]
+            tracing = _tracing_client_interceptors()  # client spans, traceparent in the metadata
             if s.insecure:
-                return grpc.aio.insecure_channel(target, options=options)
+                return grpc.aio.insecure_channel(target, options=options, interceptors=tracing)
             assert s.tls_ca and s.tls_cert and s.tls_key
             files = tls.TLSFiles(ca=(override and override.ca) or s.tls_ca, cert=s.tls_cert, key=s.tls_key)
-            return grpc.aio.secure_channel(target, tls.channel_credentials(files), options=options)
+            return grpc.aio.secure_channel(
+                target, tls.channel_credentials(files), options=options, interceptors=tracing
+            )
 
         return factory
+
+    async def _depth_loop(self) -> None:
+        """Refresh the DLQ depth the metrics report (observable gauges cannot await a query)."""
+        while True:
+            try:
+                self._dlq_depth = await self.store.count_dead_letters(DeadLetterQuery(page_size=1))
+            except Exception:
+                log.exception("counting the dead letters failed")
+            await asyncio.sleep(_DEPTH_INTERVAL_SECONDS)
 
     async def _purge_loop(self) -> None:
         retention_us = int(self.settings.dlq_retention_days * 86400 * 1_000_000)
@@ -206,6 +237,18 @@ class Orchestrator:
             except Exception:
                 log.exception("purging old dead letters failed")
             await asyncio.sleep(_PURGE_INTERVAL_SECONDS)
+
+
+def _tracing_server_interceptor() -> grpc.aio.ServerInterceptor[Any, Any]:
+    """OpenTelemetry's gRPC server interceptor: server spans continuing the caller's traceparent."""
+    interceptor: grpc.aio.ServerInterceptor[Any, Any] = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    return interceptor
+
+
+def _tracing_client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """OpenTelemetry's gRPC client interceptors: client spans, W3C traceparent in the metadata."""
+    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors()  # type: ignore[no-untyped-call]
+    return interceptors
 
 
 def _redact(url: str) -> str:

@@ -72,7 +72,12 @@ class OrchestratorProcess:
 
 
 def spawn(
-    certs: DevCerts, database: str, tmp: Path, *, extra_args: tuple[str, ...] = ()
+    certs: DevCerts,
+    database: str,
+    tmp: Path,
+    *,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
 ) -> OrchestratorProcess:
     """Start the orchestrator on port 0 with mTLS and wait until it says where it listens."""
     config = tmp / "failhook.toml"
@@ -80,6 +85,7 @@ def spawn(
     files = certs.tls_files("orchestrator")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAILHOOK_", "OTEL_"))}
     env["FAILHOOK_TLS_KEY"] = str(files.key)  # one setting through the environment, the rest as flags
+    env.update(extra_env or {})
     cmd = [
         str(SCRIPT),
         "serve",

@@ -12,6 +12,7 @@ from failhook_orchestrator import wire
 from failhook_orchestrator.engine.policy import RetryPolicy
 from failhook_orchestrator.engine.ports import RunQuery
 from failhook_orchestrator.engine.service import Engine, RunSpec
+from failhook_orchestrator.telemetry import current_traceparent
 
 from .errors import invalid_argument, maps_errors
 from .pagination import decode_token, encode_token, page_size
@@ -56,6 +57,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 self._default_policy,
             ),
             run_id=validate_run_id("run_id", request.run_id, required=False),
+            trace_context=current_traceparent(),  # StartRun's server span starts the run's trace
         )
         run, deduplicated = await self._engine.start_run(spec)
         return pb.StartRunResponse(run=wire.run_to_proto(run), deduplicated=deduplicated)

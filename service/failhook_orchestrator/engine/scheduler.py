@@ -23,8 +23,14 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from failhook_orchestrator.telemetry import Metrics, run_context
+
 from .decisions import Next, apply_outcome
 from .model import DeadLetterRecord, HookOutcome, HookState, Run, now_us
+from .outcomes import StepErrored
 from .policy import DEFAULT_HOOK_POLICY, RetryPolicy
 from .ports import Dispatcher, RunStore
 from .states import TERMINAL_STATES, RunState
@@ -61,8 +67,16 @@ class SchedulerSettings:
 class Scheduler:
     """Drives runs to completion against a :class:`RunStore` and a :class:`Dispatcher`."""
 
-    def __init__(self, store: RunStore, dispatcher: Dispatcher, settings: SchedulerSettings) -> None:
+    def __init__(
+        self,
+        store: RunStore,
+        dispatcher: Dispatcher,
+        settings: SchedulerSettings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._store = store
+        self.metrics = metrics or Metrics(in_flight=lambda: self.in_flight)
+        self._tracer = trace.get_tracer("failhook.orchestrator")
         self._dispatcher = dispatcher
         self._settings = settings
         self.owner = settings.owner or f"{socket.gethostname()}/{uuid.uuid4().hex[:12]}"
@@ -188,16 +202,28 @@ class Scheduler:
                 self._park(run)
                 return
             attempt = len(run.pending_attempts) + 1
-            async with self._slots:
-                self._in_call.add(run.run_id)
-                try:
-                    start = now_us()
-                    outcome = await self._dispatcher.run_step(run, attempt, run.retry_policy.attempt_timeout)
-                    end = now_us()
-                finally:
-                    self._in_call.discard(run.run_id)
-            decision = apply_outcome(run, outcome, start_time=start, end_time=end, rng=self._rng)
-            await self._store.save_progress(run, decision.new_step)
+            with self._tracer.start_as_current_span(
+                "failhook.step.attempt",
+                context=run_context(run.trace_context),
+                kind=SpanKind.INTERNAL,
+                attributes=self._run_attributes(run)
+                | {"failhook.step.index": len(run.steps), "failhook.attempt": attempt},
+            ) as span:
+                async with self._slots:
+                    self._in_call.add(run.run_id)
+                    try:
+                        start = now_us()
+                        outcome = await self._dispatcher.run_step(
+                            run, attempt, run.retry_policy.attempt_timeout
+                        )
+                        end = now_us()
+                    finally:
+                        self._in_call.discard(run.run_id)
+                decision = apply_outcome(run, outcome, start_time=start, end_time=end, rng=self._rng)
+                self._observe_attempt(span, run, outcome, decision.next, (end - start) / 1e6)
+                await self._store.save_progress(run, decision.new_step)
+            if decision.next is Next.SUCCEEDED:
+                self.metrics.runs_finished.add(1, {"failhook.workflow": run.workflow, "outcome": "succeeded"})
             if decision.next is Next.DISPATCH:
                 continue
             if decision.next is Next.WAIT:
@@ -216,6 +242,38 @@ class Scheduler:
         run.finish_time = run.update_time = now_us()
         run.due_time = run.wake_time = None
         await self._store.cancel(run)
+        self.metrics.runs_finished.add(1, {"failhook.workflow": run.workflow, "outcome": "canceled"})
+
+    @staticmethod
+    def _run_attributes(run: Run) -> dict[str, str | int]:
+        return {"failhook.run_id": run.run_id, "failhook.workflow": run.workflow}
+
+    def _observe_attempt(
+        self, span: trace.Span, run: Run, outcome: object, next_: Next, seconds: float
+    ) -> None:
+        """Span attributes, error status and events, and metrics of one step attempt."""
+        labels = {"failhook.workflow": run.workflow}
+        self.metrics.step_duration.record(seconds, labels)
+        if isinstance(outcome, StepErrored):
+            self.metrics.step_attempts.add(1, labels | {"outcome": "error"})
+            span.set_attribute("failhook.step.name", outcome.step_name)
+            span.set_attribute("rpc.grpc.status_code", outcome.status_code)
+            span.set_status(Status(StatusCode.ERROR, outcome.message))
+            span.add_event(
+                "exception",
+                {
+                    "exception.type": f"grpc status {outcome.status_code}",
+                    "exception.message": outcome.message,
+                },
+            )
+            if next_ is Next.WAIT and run.due_time is not None:
+                self.metrics.step_retries.add(1, labels)
+                span.add_event("backoff", {"failhook.backoff.seconds": max(0, run.due_time - now_us()) / 1e6})
+        else:
+            self.metrics.step_attempts.add(1, labels | {"outcome": "ok"})
+            if run.steps and next_ in (Next.DISPATCH, Next.WAIT):
+                span.set_attribute("failhook.step.name", run.steps[-1].name)
+        span.set_attribute("failhook.run.state", run.state.name)
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -298,10 +356,23 @@ class Scheduler:
         run.state = RunState.DEAD_LETTERED
         run.dead_letter_id = record.dead_letter_id
         run.update_time = record.dead_letter_time = now_us()
-        await self._store.dead_letter(run, record)
-        log.info(
-            "run %s dead-lettered as %s (hook %s)", run.run_id, record.dead_letter_id, record.hook.state.name
-        )
+        with self._tracer.start_as_current_span(
+            "failhook.dead_letter",
+            context=run_context(run.trace_context),
+            attributes=self._run_attributes(run)
+            | {
+                "failhook.dead_letter_id": record.dead_letter_id,
+                "failhook.hook.state": record.hook.state.name,
+            },
+        ):
+            await self._store.dead_letter(run, record)
+            log.info(  # inside the span: the log line carries the run's trace id
+                "run %s dead-lettered as %s (hook %s)",
+                run.run_id,
+                record.dead_letter_id,
+                record.hook.state.name,
+            )
+        self.metrics.runs_finished.add(1, {"failhook.workflow": run.workflow, "outcome": "dead_lettered"})
 
     async def _redeliver(self, record: DeadLetterRecord) -> None:
         try:
@@ -317,20 +388,33 @@ class Scheduler:
         outcome = HookOutcome(
             state=HookState.PENDING, attempts=first_attempt - 1, target=record.run.hook_target
         )
+        labels = {"failhook.workflow": record.run.workflow}
         for number in range(1, policy.max_attempts + 1):
             outcome.attempts += 1
-            result = await self._dispatcher.call_hook(record, outcome.attempts, policy.attempt_timeout)
-            outcome.last_attempt_time = now_us()
-            outcome.last_status_code = result.status_code
-            if result.ok:
-                outcome.state = HookState.SUCCEEDED
-                outcome.result = result.result[:4096]
-                return outcome
-            outcome.last_error = f"{_code_name(result.status_code)}: {result.message}"
+            with self._tracer.start_as_current_span(
+                "failhook.hook.delivery",
+                context=run_context(record.run.trace_context),
+                attributes=self._run_attributes(record.run)
+                | {"failhook.hook.delivery_attempt": outcome.attempts},
+            ) as span:
+                started = now_us()
+                result = await self._dispatcher.call_hook(record, outcome.attempts, policy.attempt_timeout)
+                outcome.last_attempt_time = now_us()
+                self.metrics.hook_duration.record((outcome.last_attempt_time - started) / 1e6, labels)
+                outcome.last_status_code = result.status_code
+                if result.ok:
+                    outcome.state = HookState.SUCCEEDED
+                    outcome.result = result.result[:4096]
+                    span.set_attribute("failhook.hook.state", outcome.state.name)
+                    self.metrics.hook_deliveries.add(1, labels | {"outcome": "succeeded"})
+                    return outcome
+                outcome.last_error = f"{_code_name(result.status_code)}: {result.message}"
+                span.set_status(Status(StatusCode.ERROR, outcome.last_error))
             if not policy.is_retryable_code(result.status_code) or not policy.allows_another_attempt(number):
                 break
             await asyncio.sleep(policy.backoff(number, self._rng))
         outcome.state = HookState.FAILED
+        self.metrics.hook_deliveries.add(1, labels | {"outcome": "failed"})
         return outcome
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

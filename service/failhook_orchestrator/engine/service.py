@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from failhook_orchestrator.telemetry import linked_traceparent
+
 from .errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 from .model import DeadLetterRecord, HookState, Run, RunOrigin, now_us
 from .policy import RetryPolicy
@@ -77,6 +79,10 @@ class Engine:
             trace_context=spec.trace_context,
         )
         stored, created = await self._create(run)
+        if created:
+            self._scheduler.metrics.runs_started.add(
+                1, {"failhook.workflow": run.workflow, "origin": "start"}
+            )
         if not created:
             if stored.workflow != spec.workflow:
                 raise AlreadyExistsError(
@@ -195,8 +201,16 @@ class Engine:
         return stored, created
 
     async def _replace(self, record: DeadLetterRecord, child: Run) -> Run:
+        child.trace_context = linked_traceparent(
+            f"failhook.run.{child.origin.name.lower()}",
+            record.run.trace_context,
+            {"failhook.run_id": child.run_id, "failhook.parent_run_id": record.run.run_id},
+        )
         if not await self._store.replace_dead_letter(record.dead_letter_id, child, *self._lease()):
             raise NotFoundError(f"dead letter {record.dead_letter_id!r} not found", field="dead_letter_id")
+        self._scheduler.metrics.runs_started.add(
+            1, {"failhook.workflow": child.workflow, "origin": child.origin.name.lower()}
+        )
         self._scheduler.submit(child)
         return child
 

@@ -22,6 +22,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar, overload
 
 import grpc
 from google.protobuf import duration_pb2
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from failhook.v1 import run_pb2, workflow_endpoint_pb2
 from failhook.worker._codec import decode_output, encode_output
@@ -75,6 +77,10 @@ async def _invoke(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[s
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def _tracer() -> trace.Tracer:
+    return trace.get_tracer("failhook.worker")
 
 
 class WorkflowContext:
@@ -205,13 +211,21 @@ class WorkflowContext:
                     name,
                 )
         self._running = name
-        try:
-            value = await _invoke(fn, args, kwargs)
-        except Exception as exc:
-            self._decide(Failure(exc, name))
-            raise StepInterrupt from None
-        finally:
-            self._running = None
+        attributes: dict[str, str | int] = {
+            "failhook.run_id": self.workflow_run_id,
+            "failhook.step.name": name,
+            "failhook.attempt": self.attempt,
+        }
+        with _tracer().start_as_current_span(f"failhook.step {name}", attributes=attributes) as span:
+            try:
+                value = await _invoke(fn, args, kwargs)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                self._decide(Failure(exc, name))
+                raise StepInterrupt from None
+            finally:
+                self._running = None
         try:
             output = encode_output(value)
         except (TypeError, ValueError) as err:

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from opentelemetry import trace
 
 from failhook.v1 import (
     failure_hook_pb2,
@@ -108,10 +109,14 @@ class FailureHookServicer(failure_hook_pb2_grpc.FailureHookServicer):
         ctx = FailureContext.from_request(request)
         fail_response = request.fail_response.decode("utf-8", errors="replace")
         fail_headers = MappingProxyType(dict(request.fail_headers))
+        span_attributes = {"failhook.run_id": ctx.workflow_run_id, "failhook.workflow": name}
         try:
-            result: object = handler(ctx, request.fail_status, fail_response, fail_headers)
-            if inspect.isawaitable(result):
-                result = await result
+            with trace.get_tracer("failhook.worker").start_as_current_span(
+                "failhook.failure_handler", attributes=span_attributes
+            ):
+                result: object = handler(ctx, request.fail_status, fail_response, fail_headers)
+                if inspect.isawaitable(result):
+                    result = await result
         except Exception as exc:
             _LOG.error("failure handler of %s for run %s failed", name, ctx.workflow_run_id, exc_info=exc)
             message = f'the failure handler of workflow "{name}" failed: {describe(exc)}'

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from failhook.v1 import failure_hook_pb2_grpc, workflow_endpoint_pb2_grpc
 from failhook.worker._context import WorkflowContext
@@ -220,7 +221,8 @@ class Worker:
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", int(self._reuse_port)),
         ]
-        server = grpc.aio.server(interceptors=chain, options=options)
+        # Tracing first: server spans continue the orchestrator's traceparent (W3C, in the metadata).
+        server = grpc.aio.server(interceptors=[_tracing_interceptor(), *chain], options=options)
         self.add_to_server(server)
         try:
             if credentials is None:
@@ -325,3 +327,9 @@ async def _until_signalled(serving: contextlib.AbstractAsyncContextManager[int])
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+def _tracing_interceptor() -> ServerInterceptor:
+    """OpenTelemetry's gRPC server interceptor (spans on the global tracer provider)."""
+    interceptor: ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    return interceptor
