@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -130,10 +133,41 @@ async def echo_baseline(certs_dir: Path, port: int, concurrency: int, seconds: f
         return count / (time.monotonic() - started)
 
 
+class FinishedCounter:
+    """Counts finished runs straight from the database, so measuring puts no load on the API."""
+
+    def __init__(self, database: str) -> None:
+        self._database = database
+        self._pg: asyncpg.Connection | None = None
+
+    async def count(self) -> int:
+        """Runs that reached SUCCEEDED or DEAD_LETTERED so far."""
+        query = "SELECT count(*) FROM runs WHERE state IN (4, 6)"
+        if self._database.startswith("sqlite"):
+            path = self._database.split("///", 1)[1]
+            return await asyncio.to_thread(_sqlite_count, path, query)
+        if self._pg is None:
+            self._pg = await asyncpg.connect(
+                self._database.replace("postgresql+asyncpg://", "postgresql://", 1)
+            )
+        value = await self._pg.fetchval(query)
+        return int(value)
+
+    async def close(self) -> None:
+        """Close the PostgreSQL connection, if any."""
+        if self._pg is not None:
+            await self._pg.close()
+
+
+def _sqlite_count(path: str, query: str) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return int(conn.execute(query).fetchone()[0])
+
+
 async def failhook_runs(
-    certs_dir: Path, ports: list[int], worker_port: int, runs: int, concurrency: int
+    certs_dir: Path, ports: list[int], worker_port: int, runs: int, concurrency: int, counter: FinishedCounter
 ) -> dict[str, Any]:
-    """Run ``runs`` 3-step runs, ``concurrency`` at a time; return throughput and latency."""
+    """Run ``runs`` 3-step runs keeping ``concurrency`` in flight (closed loop)."""
     files = tls.TLSFiles.from_dir(certs_dir, "orchestrator")
     channels = [
         grpc.aio.secure_channel(
@@ -143,28 +177,33 @@ async def failhook_runs(
     ]
     try:
         stubs = [ws_grpc.WorkflowServiceStub(channel) for channel in channels]
-        stub = stubs[0]
         endpoint = f"localhost:{worker_port}"
         ids: list[str] = []
-        started = time.monotonic()
-        remaining = runs
-        while remaining:
-            batch = min(concurrency, remaining)
-            responses = await asyncio.gather(
-                *(
-                    stubs[i % len(stubs)].StartRun(ws.StartRunRequest(workflow="bench3", endpoint=endpoint))
-                    for i in range(batch)
-                )
+
+        async def start_one(i: int) -> None:
+            response = await stubs[i % len(stubs)].StartRun(
+                ws.StartRunRequest(workflow="bench3", endpoint=endpoint)
             )
-            batch_ids = [r.run.run_id for r in responses]
-            ids += batch_ids
-            await _wait_all(stub, batch_ids)
-            remaining -= batch
-        elapsed = time.monotonic() - started
+            ids.append(response.run.run_id)
+
+        base = await counter.count()
+        started_count = 0
+        began = time.monotonic()
+        while True:
+            finished = await counter.count() - base
+            if finished >= runs:
+                break
+            wanted = min(runs, finished + concurrency) - started_count
+            if wanted > 0:
+                await asyncio.gather(*(start_one(started_count + i) for i in range(wanted)))
+                started_count += wanted
+            await asyncio.sleep(0.002)
+        elapsed = time.monotonic() - began
         latencies = []
         for run_id in ids[-min(len(ids), 500) :]:
-            run = (await stub.GetRun(ws.GetRunRequest(run_id=run_id))).run
-            assert run.state == run_pb2.RUN_STATE_SUCCEEDED, run
+            run = (await stubs[0].GetRun(ws.GetRunRequest(run_id=run_id))).run
+            if run.state != run_pb2.RUN_STATE_SUCCEEDED:
+                raise SystemExit(f"run {run_id} ended {run_pb2.RunState.Name(run.state)}: {run.failure}")
             latencies.append((run.finish_time.ToMicroseconds() - run.create_time.ToMicroseconds()) / 1000)
     finally:
         for channel in channels:
@@ -177,29 +216,15 @@ async def failhook_runs(
         "runs_per_s": round(runs / elapsed, 1),
         "steps_per_s": round(3 * runs / elapsed, 1),
         "latency_ms_p50": round(statistics.median(latencies), 1),
-        "latency_ms_p99": round(latencies[int(len(latencies) * 0.99) - 1 if len(latencies) > 1 else 0], 1),
+        "latency_ms_p99": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 1),
     }
-
-
-async def _wait_all(stub: ws_grpc.WorkflowServiceAsyncStub, run_ids: list[str]) -> None:
-    pending = set(run_ids)
-    while pending:
-        done = set()
-        for run_id in list(pending)[:64]:
-            run = (await stub.GetRun(ws.GetRunRequest(run_id=run_id))).run
-            if run.state == run_pb2.RUN_STATE_SUCCEEDED:
-                done.add(run_id)
-            elif run.state in (run_pb2.RUN_STATE_DEAD_LETTERED, run_pb2.RUN_STATE_CANCELED):
-                raise SystemExit(f"run {run_id} ended {run_pb2.RunState.Name(run.state)}: {run.failure}")
-        pending -= done
-        if pending and not done:
-            await asyncio.sleep(0.005)
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="failhook-bench-"))
     database = f"sqlite+aiosqlite:///{tmp / 'bench.db'}" if args.database == "sqlite" else args.database
     procs, ports, worker_port = start_processes(tmp, database, args.replicas)
+    counter = FinishedCounter(database)
     try:
         results: dict[str, Any] = {
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -209,12 +234,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         }
         for concurrency in args.concurrency:
             echo = await echo_baseline(tmp / "certs", worker_port, concurrency, args.echo_seconds)
-            runs = await failhook_runs(tmp / "certs", ports, worker_port, args.runs, concurrency)
+            runs = await failhook_runs(tmp / "certs", ports, worker_port, args.runs, concurrency, counter)
             runs["echo_calls_per_s"] = round(echo, 1)
             runs["ratio_vs_echo"] = round(runs["steps_per_s"] / echo, 3)
             results["levels"].append(runs)
         return results
     finally:
+        await counter.close()
         for proc in procs:
             proc.terminate()
         for proc in procs:

@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy.engine import make_url
 
 from failhook import tls
@@ -205,14 +205,12 @@ class Orchestrator:
         def factory(target: str) -> grpc.aio.Channel:
             override = s.targets.get(target)
             options = [*tls.channel_options(override.server_name if override else None), *_OUTBOUND_LIMITS]
-            tracing = _tracing_client_interceptors()  # client spans, traceparent in the metadata
+            # No client interceptor: the dispatcher makes the client spans and injects traceparent.
             if s.insecure:
-                return grpc.aio.insecure_channel(target, options=options, interceptors=tracing)
+                return grpc.aio.insecure_channel(target, options=options)
             assert s.tls_ca and s.tls_cert and s.tls_key
             files = tls.TLSFiles(ca=(override and override.ca) or s.tls_ca, cert=s.tls_cert, key=s.tls_key)
-            return grpc.aio.secure_channel(
-                target, tls.channel_credentials(files), options=options, interceptors=tracing
-            )
+            return grpc.aio.secure_channel(target, tls.channel_credentials(files), options=options)
 
         return factory
 
@@ -243,12 +241,6 @@ def _tracing_server_interceptor() -> grpc.aio.ServerInterceptor[Any, Any]:
     """OpenTelemetry's gRPC server interceptor: server spans continuing the caller's traceparent."""
     interceptor: grpc.aio.ServerInterceptor[Any, Any] = aio_server_interceptor()  # type: ignore[no-untyped-call]
     return interceptor
-
-
-def _tracing_client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """OpenTelemetry's gRPC client interceptors: client spans, W3C traceparent in the metadata."""
-    interceptors: list[grpc.aio.ClientInterceptor] = aio_client_interceptors()  # type: ignore[no-untyped-call]
-    return interceptors
 
 
 def _redact(url: str) -> str:

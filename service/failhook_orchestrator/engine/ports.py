@@ -57,8 +57,13 @@ class DeadLetterPage:
 class RunStore(Protocol):
     """Durable storage of runs and dead letters. Every method is one transaction."""
 
-    async def create_run(self, run: Run, lease_owner: str, lease_until: int) -> tuple[Run, bool]:
-        """Insert ``run``, leased to ``lease_owner``; if its id exists, return the stored run and False."""
+    async def create_run(
+        self, run: Run, lease_owner: str, lease_until: int, *, may_exist: bool = True
+    ) -> tuple[Run, bool]:
+        """Insert ``run``, leased to ``lease_owner``; if its id exists, return the stored run and False.
+
+        ``may_exist=False`` (an id the server just generated) lets the store batch the insert.
+        """
 
     async def get_run(self, run_id: str) -> Run | None:
         """Load a run with its steps, or None."""

@@ -78,7 +78,7 @@ class Engine:
             update_time=now,
             trace_context=spec.trace_context,
         )
-        stored, created = await self._create(run)
+        stored, created = await self._create(run, may_exist=bool(spec.run_id))
         if created:
             self._scheduler.metrics.runs_started.add(
                 1, {"failhook.workflow": run.workflow, "origin": "start"}
@@ -194,8 +194,8 @@ class Engine:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    async def _create(self, run: Run) -> tuple[Run, bool]:
-        stored, created = await self._store.create_run(run, *self._lease())
+    async def _create(self, run: Run, *, may_exist: bool) -> tuple[Run, bool]:
+        stored, created = await self._store.create_run(run, *self._lease(), may_exist=may_exist)
         if created:
             self._scheduler.submit(stored)
         return stored, created

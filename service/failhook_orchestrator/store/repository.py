@@ -30,6 +30,7 @@ _UNFINISHED = (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.SLEEPI
 _FINAL = (int(RunState.SUCCEEDED), int(RunState.DEAD_LETTERED), int(RunState.CANCELED))
 
 # Statements built once: cheaper than per call, and the group-commit writer batches equal ones.
+_INSERT_RUN = runs.insert()
 _INSERT_STEP = steps.insert()
 _UPDATE_RUN = update(runs).where(runs.c.run_id == bindparam("b_run_id"))
 _UPDATE_RUN_FINAL = update(runs).where(runs.c.run_id == bindparam("b_run_id"))  # also clears the lease
@@ -66,7 +67,14 @@ class SqlRunStore:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def create_run(self, run: Run, lease_owner: str, lease_until: int) -> tuple[Run, bool]:
+    async def create_run(
+        self, run: Run, lease_owner: str, lease_until: int, *, may_exist: bool = True
+    ) -> tuple[Run, bool]:
+        if not may_exist:  # batched with every other write of the group commit
+            values = {**rows.run_values(run), "lease_owner": lease_owner, "lease_expires": lease_until}
+            await self._writer.submit(Write(statements=[(_INSERT_RUN, values)]))
+            return run, True
+
         async def insert(conn: AsyncConnection) -> tuple[Run, bool]:
             created = await self._insert_run(conn, run, lease_owner, lease_until)
             if created:
