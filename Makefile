@@ -9,7 +9,7 @@ CERT_DIR ?= $(DATA_DIR)/certs
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: run install certs test check lint typecheck buf-lint buf-breaking generate check-generated ci bench clean
+.PHONY: run install certs test check lint typecheck buf-lint buf-breaking generate check-generated ci bench clean image container-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,7 @@ check: lint typecheck buf-lint buf-breaking check-generated
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -66,6 +67,13 @@ check-generated: generate
 	  || (echo "generated code drifted from proto/: run 'make generate' and commit"; exit 1)
 
 ci: test check
+
+## The orchestrator's image (needs a Docker engine; CI builds and runs it with podman in tests/container).
+image:
+	docker build -t failhook-orchestrator .
+
+container-test: $(STAMP)
+	$(BIN)/pytest tests/container -s
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

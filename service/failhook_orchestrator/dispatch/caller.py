@@ -40,6 +40,7 @@ log = logging.getLogger("failhook.dispatch")
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _PROPAGATOR = TraceContextTextMapPropagator()
+_TRACER = trace.get_tracer("failhook.orchestrator")  # a proxy until a provider is set: fetched once
 _STEP_ERROR_TYPE = "type.googleapis.com/" + workflow_endpoint_pb2.StepError.DESCRIPTOR.full_name
 
 
@@ -155,7 +156,7 @@ def _client_span(service: str, method: str, target: str) -> AbstractContextManag
     orchestrator's CPU in a py-spy profile of ``bench/run.py``; the span and its attributes are
     the same.
     """
-    return trace.get_tracer("failhook.orchestrator").start_as_current_span(
+    return _TRACER.start_as_current_span(
         f"/failhook.v1.{service}/{method}",
         kind=SpanKind.CLIENT,
         attributes={

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -19,8 +21,12 @@ def current_traceparent() -> str:
     return carrier.get("traceparent", "")
 
 
+@functools.lru_cache(maxsize=8192)
 def run_context(traceparent: str) -> otel_context.Context:
-    """A context whose parent is the run's stored span (a new trace when there is none)."""
+    """A context whose parent is the run's stored span (a new trace when there is none).
+
+    Cached: contexts are immutable and a run asks for its own at every step.
+    """
     if not traceparent:
         return otel_context.Context()
     return _PROPAGATOR.extract({"traceparent": traceparent}, context=otel_context.Context())

@@ -79,8 +79,11 @@ async def _invoke(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[s
     return result
 
 
+_TRACER = trace.get_tracer("failhook.worker")  # a proxy until a provider is set: fetched once
+
+
 def _tracer() -> trace.Tracer:
-    return trace.get_tracer("failhook.worker")
+    return _TRACER
 
 
 class WorkflowContext:
