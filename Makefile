@@ -76,6 +76,7 @@ container-test: $(STAMP)
 	$(BIN)/pytest tests/container -s
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

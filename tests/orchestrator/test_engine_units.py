@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from failhook_orchestrator.api.errors import ApiError
 from failhook_orchestrator.api.pagination import decode_token, encode_token, page_size
@@ -23,6 +24,7 @@ from failhook_orchestrator.engine.states import (
     RunState,
     check_transition,
 )
+from failhook_orchestrator.telemetry.setup import build_providers
 
 
 def _run(policy: RetryPolicy | None = None) -> Run:
@@ -150,3 +152,15 @@ def test_settings_precedence_and_errors(tmp_path: Path) -> None:
     config.write_text("colour = 1\n")
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         load_settings({"insecure": True}, env={}, config_file=config)
+
+
+def test_telemetry_samples_nothing_unless_something_is_exported() -> None:
+    quiet, _ = build_providers("failhook", {})
+    assert quiet.sampler is ALWAYS_OFF  # ids exist, nothing is recorded
+    console, _ = build_providers("failhook", {"OTEL_TRACES_EXPORTER": "console"})
+    assert console.sampler is not ALWAYS_OFF
+    otlp, _ = build_providers("failhook", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"})
+    assert otlp.sampler is not ALWAYS_OFF
+    assert otlp.resource.attributes["service.name"] == "failhook"
+    for provider in (quiet, console, otlp):
+        provider.shutdown()

@@ -1,6 +1,7 @@
 """Tracer and meter providers configured by the standard ``OTEL_*`` environment variables.
 
-Nothing is exported unless asked: ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` name the
+Nothing is exported unless asked (and then nothing is sampled either, which keeps the hot path
+cheap): ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` name the
 exporters (``otlp``, ``console``, ``none``); setting ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the
 per-signal variant) alone means ``otlp``. The OTLP exporter reads its own variables (endpoint,
 headers, certificates, insecure). Spans are always recorded (with no exporter they are dropped),
@@ -23,8 +24,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-__all__ = ["configure_from_environment"]
+__all__ = ["build_providers", "configure_from_environment"]
 
 log = logging.getLogger("failhook.telemetry")
 
@@ -44,9 +46,23 @@ def configure_from_environment(
 ) -> TracerProvider:
     """Install global tracer and meter providers as the ``OTEL_*`` variables say."""
     env = os.environ if env is None else env
+    tracer_provider, meter_provider = build_providers(default_service_name, env)
+    trace.set_tracer_provider(tracer_provider)
+    metrics.set_meter_provider(meter_provider)
+    return tracer_provider
+
+
+def build_providers(
+    default_service_name: str, env: Mapping[str, str]
+) -> tuple[TracerProvider, MeterProvider]:
+    """The tracer and meter providers the ``OTEL_*`` variables ask for (not installed)."""
     resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: default_service_name})
-    tracer_provider = TracerProvider(resource=resource)
-    for name in _exporters(env, "traces"):
+    trace_exporters = _exporters(env, "traces")
+    # With no exporter, spans would be built only to be dropped: sample nothing (ids still exist,
+    # so runs, logs and the propagated traceparent keep their trace ids). OTEL_TRACES_SAMPLER wins.
+    sampler = None if trace_exporters or env.get("OTEL_TRACES_SAMPLER") else ALWAYS_OFF
+    tracer_provider = TracerProvider(resource=resource, sampler=sampler)
+    for name in trace_exporters:
         if name == "otlp":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
 
@@ -55,7 +71,6 @@ def configure_from_environment(
             tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         else:
             log.warning("unknown OTEL_TRACES_EXPORTER %r ignored", name)
-    trace.set_tracer_provider(tracer_provider)
 
     readers: list[MetricReader] = []
     for name in _exporters(env, "metrics"):
@@ -67,5 +82,4 @@ def configure_from_environment(
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         else:
             log.warning("unknown OTEL_METRICS_EXPORTER %r ignored", name)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=readers))
-    return tracer_provider
+    return tracer_provider, MeterProvider(resource=resource, metric_readers=readers)
