@@ -74,6 +74,7 @@ class Orchestrator:
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._store: SqlRunStore | None = None
         self._pool: ChannelPool | None = None
+        self._dispatcher: GrpcDispatcher | None = None
         self._scheduler: Scheduler | None = None
         self._engine: Engine | None = None
         self._purge_task: asyncio.Task[None] | None = None
@@ -105,9 +106,10 @@ class Orchestrator:
         self._metrics = Metrics(
             in_flight=lambda: self.engine.scheduler.in_flight, dlq_depth=lambda: self._dlq_depth
         )
+        self._dispatcher = GrpcDispatcher(self._pool)
         self._scheduler = Scheduler(
             self._store,
-            GrpcDispatcher(self._pool),
+            self._dispatcher,
             SchedulerSettings(
                 max_concurrent_dispatches=s.max_concurrent_dispatches,
                 lease_seconds=s.lease_seconds,
@@ -178,6 +180,16 @@ class Orchestrator:
             _redact(s.database),
         )
         return self.port
+
+    def reload_certificates(self) -> None:
+        """Pick up rotated certificate files now (SIGHUP).
+
+        The server's own credentials already reload on each new handshake when the files change;
+        this also renews the outbound channels, whose client certificate is read when they are made.
+        """
+        if self._dispatcher is not None:
+            self._dispatcher.refresh()
+        log.info("certificates reloaded: new outbound connections use the current files")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop gracefully within ``grace`` seconds (default: the configured grace period)."""
@@ -255,6 +267,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, orchestrator.reload_certificates)
     await orchestrator.start()
     try:
         await stop.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 
 import grpc
@@ -118,3 +119,36 @@ async def test_sigkill_mid_run_then_restart_completes_every_run(
         counts = [recorder.executions[(run_id, f"s{i}")] for i in range(4)]
         assert all(c >= 1 for c in counts)
         assert sum(c - 1 for c in counts) <= 1, (run_id, counts)
+
+
+async def test_sighup_reloads_certificates_and_keeps_serving(
+    dev_certs: DevCerts, database_url: str, tmp_path: Path, endpoint: str, recorder: Recorder
+) -> None:
+    with running(dev_certs, database_url, tmp_path) as proc:
+        async with client_channel(dev_certs, proc.port) as channel:
+            stub = ws_grpc.WorkflowServiceStub(channel)
+            payload = json.dumps({"steps": 2}).encode()
+            first = (
+                await stub.StartRun(
+                    ws.StartRunRequest(workflow="scripted", endpoint=endpoint, payload=payload)
+                )
+            ).run
+            proc.process.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                if any("certificates reloaded" in line for line in proc.lines):
+                    break
+                await asyncio.sleep(0.05)
+            second = (
+                await stub.StartRun(
+                    ws.StartRunRequest(workflow="scripted", endpoint=endpoint, payload=payload)
+                )
+            ).run
+            for run_id in (first.run_id, second.run_id):
+                for _ in range(200):
+                    run = (await stub.GetRun(ws.GetRunRequest(run_id=run_id))).run
+                    if run.state == run_pb2.RUN_STATE_SUCCEEDED:
+                        break
+                    await asyncio.sleep(0.05)
+                assert run.state == run_pb2.RUN_STATE_SUCCEEDED
+        assert any("certificates reloaded" in line for line in proc.lines)
+        assert proc.process.poll() is None  # SIGHUP does not stop it

@@ -93,6 +93,12 @@ class GrpcDispatcher:
         self._endpoints: dict[str, workflow_endpoint_pb2_grpc.WorkflowEndpointAsyncStub] = {}
         self._hooks: dict[str, failure_hook_pb2_grpc.FailureHookAsyncStub] = {}
 
+    def refresh(self) -> None:
+        """Use new channels from now on (after a certificate rotation)."""
+        self._endpoints.clear()
+        self._hooks.clear()
+        self._pool.refresh()
+
     async def run_step(self, run: Run, attempt: int, timeout: float) -> StepOutcome:
         """Call ``RunStep`` for the run's next step."""
         stub = self._endpoints.get(run.endpoint)

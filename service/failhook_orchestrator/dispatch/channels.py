@@ -26,6 +26,20 @@ class ChannelPool:
             channel = self._channels[target] = self._factory(target)
         return channel
 
+    def refresh(self, grace: float = 30.0) -> None:
+        """Make new channels from now on (re-reading TLS files); close the old ones after ``grace``.
+
+        Calls in flight on an old channel finish on it, so a certificate rotation drops no call.
+        """
+        old, self._channels = list(self._channels.values()), {}
+        if old:
+            asyncio.get_running_loop().call_later(
+                grace,
+                lambda: asyncio.ensure_future(
+                    asyncio.gather(*(c.close(None) for c in old), return_exceptions=True)
+                ),
+            )
+
     async def close(self, grace: float | None = None) -> None:
         """Close every channel."""
         channels, self._channels = list(self._channels.values()), {}
