@@ -27,7 +27,6 @@ statuses: see :mod:`failhook.cli.exit_codes`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
@@ -52,7 +51,7 @@ from .arguments import (
 from .bulk import BatchResult, BulkOutcome, run_bulk
 from .connection import UsageError, connection_parent, run_with_client
 from .exit_codes import EXIT_CODES_HELP
-from .output import print_json
+from .output import print_json, print_listing
 from .parsing import parse_non_negative_int
 from .views import dead_letter_detail, dead_letter_table, hook_state_name
 
@@ -255,23 +254,10 @@ def list_command(args: argparse.Namespace) -> int:
     async def action(client: OrchestratorClient) -> int:
         limit: int = args.limit
         page_size: int = args.page_size or (min(limit + 1, _MAX_PAGE) if limit else _MAX_PAGE)
-        entries: list[dl_pb.DeadLetter] = []
-        more = False
         pages = client.iter_dead_letters(dead_letter_filter_from(args), page_size=page_size)
-        async with contextlib.aclosing(pages):
-            async for entry in pages:
-                if limit and len(entries) >= limit:
-                    more = True
-                    break
-                entries.append(entry)
-        if args.json:
-            print_json(entries)
-        elif entries:
-            print(dead_letter_table(entries))
-        else:
-            print("No dead letters.")
-        if more:
-            print(f"(the first {limit} entries; --limit 0 lists all)", file=sys.stderr)
+        await print_listing(
+            pages, limit=limit, as_json=args.json, table=dead_letter_table, noun="dead letters"
+        )
         return 0
 
     return run_with_client(args, action)

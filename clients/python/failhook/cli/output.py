@@ -8,10 +8,11 @@ integers as numbers, bytes in base64).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
-from typing import IO, Any
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from typing import IO, Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -188,3 +189,36 @@ def print_json(document: Message | Sequence[Message], out: IO[str] | None = None
     else:
         value = [message_to_json(m) for m in document]
     print(json.dumps(value, indent=2, ensure_ascii=False), file=out or sys.stdout)
+
+
+M = TypeVar("M", bound=Message)
+
+
+async def print_listing(
+    pages: AsyncGenerator[M, None],
+    *,
+    limit: int,
+    as_json: bool,
+    table: Callable[[Sequence[M]], str],
+    noun: str,
+) -> None:
+    """Print up to ``limit`` items of a paged listing (0 = all) as a table or a JSON array.
+
+    Stops reading pages once the limit is passed, and says on stderr that the list was cut.
+    """
+    items: list[M] = []
+    more = False
+    async with contextlib.aclosing(pages):
+        async for item in pages:
+            if limit and len(items) >= limit:
+                more = True
+                break
+            items.append(item)
+    if as_json:
+        print_json(items)
+    elif items:
+        print(table(items))
+    else:
+        print(f"No {noun}.")
+    if more:
+        print(f"(the first {limit} {noun}; --limit 0 lists all)", file=sys.stderr)

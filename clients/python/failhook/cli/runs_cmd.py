@@ -16,7 +16,6 @@ base64). Exit statuses: see :mod:`failhook.cli.exit_codes`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
 from failhook.client import OrchestratorClient
@@ -34,7 +33,7 @@ from .arguments import (
 )
 from .connection import connection_parent, run_with_client
 from .exit_codes import EXIT_CODES_HELP
-from .output import print_json
+from .output import print_json, print_listing
 from .parsing import RUN_STATE_CHOICES, parse_non_negative_int, parse_run_state, parse_time
 from .views import run_detail, run_state_name, run_table
 
@@ -221,8 +220,6 @@ def list_command(args: argparse.Namespace) -> int:
     async def action(client: OrchestratorClient) -> int:
         limit: int = args.limit
         page_size: int = args.page_size or (min(limit + 1, _MAX_PAGE) if limit else _MAX_PAGE)
-        runs: list[run_pb2.WorkflowRun] = []
-        more = False
         pages = client.iter_runs(
             workflow=args.workflow,
             state=args.state,
@@ -230,20 +227,7 @@ def list_command(args: argparse.Namespace) -> int:
             created_before=args.created_before,
             page_size=page_size,
         )
-        async with contextlib.aclosing(pages):
-            async for run in pages:
-                if limit and len(runs) >= limit:
-                    more = True
-                    break
-                runs.append(run)
-        if args.json:
-            print_json(runs)
-        elif runs:
-            print(run_table(runs))
-        else:
-            print("No runs.")
-        if more:
-            print(f"(the first {limit} runs; --limit 0 lists all)", file=sys.stderr)
+        await print_listing(pages, limit=limit, as_json=args.json, table=run_table, noun="runs")
         return 0
 
     return run_with_client(args, action)
