@@ -86,7 +86,7 @@ async def test_list_filters_limits_and_formats(cli: Cli, harness: Harness) -> No
 
     table = await cli("runs", "list", "--workflow", "wf-1")
     lines = table.out.splitlines()
-    assert lines[0].split() == ["RUN", "ID", "WORKFLOW", "STATE", "ORIGIN", "CREATED", "UPDATED"]
+    assert lines[0].split() == ["RUN", "ID", "WORKFLOW", "STATE", "STEPS", "ORIGIN", "CREATED", "UPDATED"]
     assert sorted(line.split()[0] for line in lines[1:]) == sorted(ids[1::2])
     assert all("SUCCEEDED" in line for line in lines[1:])
     # Columns are aligned: every row starts its WORKFLOW cell where the header does.

@@ -60,9 +60,7 @@ def _step_label(failure: run_pb2.StepFailure) -> str:
 
 
 def run_table(runs: Iterable[run_pb2.WorkflowRun]) -> str:
-    """Render runs as a table: id, workflow, state, origin, created and updated times.
-
-    ``ListRuns`` omits the runs' steps, so the table has no step count; ``runs get`` shows them.
+    """Render runs as a table: id, workflow, state, completed steps, origin, created and updated times.
 
     Args:
         runs: The runs.
@@ -75,13 +73,14 @@ def run_table(runs: Iterable[run_pb2.WorkflowRun]) -> str:
             run.run_id,
             run.workflow,
             run_state_name(run.state) + (" (cancel requested)" if run.cancel_requested else ""),
+            str(run.step_count),
             run_pb2.RunOrigin.Name(run.origin).removeprefix("RUN_ORIGIN_"),
             format_time(run.create_time),
             format_time(run.update_time),
         )
         for run in runs
     ]
-    return render_table(("RUN ID", "WORKFLOW", "STATE", "ORIGIN", "CREATED", "UPDATED"), rows)
+    return render_table(("RUN ID", "WORKFLOW", "STATE", "STEPS", "ORIGIN", "CREATED", "UPDATED"), rows)
 
 
 def dead_letter_table(entries: Iterable[dl_pb.DeadLetter]) -> str:
