@@ -150,3 +150,23 @@ async def _survive_connection_loss(harness: Harness) -> None:
     for run_id in run_ids:
         run = await harness.wait(run_id, [run_pb2.RUN_STATE_SUCCEEDED], timeout=30)
         assert [s.name for s in run.steps] == ["s0", "s1", "s2", "s3"]
+
+
+async def test_cancel_on_another_replica_stops_the_run_at_a_step_boundary(
+    dev_certs: DevCerts, postgres_url: str, endpoint: str, recorder: Recorder
+) -> None:
+    async with (
+        started_harness(dev_certs, postgres_url, endpoint) as driver,
+        started_harness(dev_certs, postgres_url, endpoint) as other,
+    ):
+        started = await driver.start({"steps": 20, "step_delay_ms": 100})
+        await asyncio.sleep(0.3)  # a few steps done, one in flight on the driving replica
+        response = (await other.runs.CancelRun(ws.CancelRunRequest(run_id=started.run_id))).run
+        assert response.cancel_requested and response.state != run_pb2.RUN_STATE_CANCELED
+        run = await other.wait(started.run_id, [run_pb2.RUN_STATE_CANCELED], timeout=10)
+        executed = sum(n for (run_id, _), n in recorder.executions.items() if run_id == started.run_id)
+        await asyncio.sleep(0.5)
+        after = sum(n for (run_id, _), n in recorder.executions.items() if run_id == started.run_id)
+        assert after == executed < 20  # nothing ran after the cancel
+        assert len(run.steps) <= executed
+        assert (await driver.get(started.run_id)).state == run_pb2.RUN_STATE_CANCELED

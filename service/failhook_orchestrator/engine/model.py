@@ -133,6 +133,8 @@ class Run:
     cancel_requested: bool = False
     dead_letter_id: str = ""
     stored_step_count: int | None = None  # set when the run was loaded without its steps
+    lease_owner: str = ""  # the orchestrator driving the run, as last loaded
+    lease_expires: int | None = None
 
     @property
     def step_count(self) -> int:

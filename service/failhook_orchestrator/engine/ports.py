@@ -91,6 +91,9 @@ class RunStore(Protocol):
     async def renew_leases(self, owner: str, lease_us: int, now: int) -> int:
         """Extend every lease ``owner`` holds; return how many."""
 
+    async def cancel_requests(self, owner: str) -> list[str]:
+        """The runs leased to ``owner`` whose cancel was asked for (on any replica)."""
+
     async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
         """Give up the lease of the given runs (graceful shutdown)."""
 

@@ -149,6 +149,17 @@ class Scheduler:
             return True
         return False
 
+    async def cancel_owned(self, run_id: str) -> None:
+        """Honour a cancel asked for on another replica for a run this one drives."""
+        if self.request_cancel(run_id) or run_id in self._active:
+            self._cancel_requested.add(run_id)  # the driver stops at its step boundary
+            return
+        if run_id in self._timer_runs:
+            self._timer_runs.pop(run_id)
+            run = await self._store.get_run(run_id)
+            if run is not None and run.state not in TERMINAL_STATES and run.state is not RunState.FAILED:
+                await self._cancel(run)
+
     def forget(self, run_id: str) -> None:
         """Drop a run's timer (it was canceled by the store directly)."""
         self._timer_runs.pop(run_id, None)
@@ -311,6 +322,8 @@ class Scheduler:
             await asyncio.sleep(self._settings.heartbeat_seconds)
             try:
                 await self._store.renew_leases(self.owner, self.lease_us, now_us())
+                for run_id in await self._store.cancel_requests(self.owner):
+                    await self.cancel_owned(run_id)
             except Exception:
                 log.exception("lease renewal failed")
 

@@ -116,6 +116,12 @@ class Engine:
             raise NotFoundError(f"run {run_id!r} not found", field="run_id")
         if self._scheduler.request_cancel(run_id) or self._scheduler.is_busy(run_id):
             return stored  # the driver stops at the step boundary
+        if (
+            stored.lease_owner
+            and stored.lease_owner != self._scheduler.owner
+            and (stored.lease_expires or 0) > now_us()
+        ):
+            return stored  # another live replica drives it: it sees the flag at its next heartbeat
         if stored.state in TERMINAL_STATES or stored.state is RunState.FAILED:
             return stored
         self._scheduler.forget(run_id)

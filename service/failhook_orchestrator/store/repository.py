@@ -32,8 +32,13 @@ _FINAL = (int(RunState.SUCCEEDED), int(RunState.DEAD_LETTERED), int(RunState.CAN
 # Statements built once: cheaper than per call, and the group-commit writer batches equal ones.
 _INSERT_RUN = runs.insert()
 _INSERT_STEP = steps.insert()
-_UPDATE_RUN = update(runs).where(runs.c.run_id == bindparam("b_run_id"))
-_UPDATE_RUN_FINAL = update(runs).where(runs.c.run_id == bindparam("b_run_id"))  # also clears the lease
+# A run canceled meanwhile (by another replica's CancelRun) is never overwritten by progress.
+_UPDATE_RUN = update(runs).where(
+    runs.c.run_id == bindparam("b_run_id"), runs.c.state != int(RunState.CANCELED)
+)
+_UPDATE_RUN_FINAL = update(runs).where(  # also clears the lease
+    runs.c.run_id == bindparam("b_run_id"), runs.c.state != int(RunState.CANCELED)
+)
 _INSERT_DEAD_LETTER = dead_letters.insert()
 _CHUNK = 500
 
@@ -184,6 +189,14 @@ class SqlRunStore:
 
         result: int = await self._writer.submit(Write(fn=renew))
         return result
+
+    async def cancel_requests(self, owner: str) -> list[str]:
+        """The runs leased to ``owner`` whose cancel was asked for (on any replica)."""
+        stmt = select(runs.c.run_id).where(
+            runs.c.lease_owner == owner, runs.c.cancel_requested.is_(True), runs.c.state.in_(_UNFINISHED)
+        )
+        async with self._engine.connect() as conn:
+            return [r[0] for r in await conn.execute(stmt)]
 
     async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
         async def release(conn: AsyncConnection) -> None:

@@ -128,7 +128,6 @@ def run_progress_values(run: Run) -> dict[str, Any]:
         "finish_time": run.finish_time,
         "due_time": run.due_time,
         "wake_time": run.wake_time,
-        "cancel_requested": run.cancel_requested,
         "dead_letter_id": run.dead_letter_id,
         "step_count": run.step_count,
     }
@@ -152,6 +151,7 @@ def run_values(run: Run) -> dict[str, Any]:
         "trace_context": run.trace_context,
         "origin": int(run.origin),
         "parent_run_id": run.parent_run_id,
+        "cancel_requested": run.cancel_requested,  # afterwards only request_cancel sets it
         **run_progress_values(run),
     }
 
@@ -182,6 +182,8 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         wake_time=row["wake_time"],
         cancel_requested=bool(row["cancel_requested"]),
         dead_letter_id=row["dead_letter_id"],
+        lease_owner=row["lease_owner"] or "",
+        lease_expires=row["lease_expires"],
     )
 
 
