@@ -434,29 +434,13 @@ class Scheduler:
         return asyncio.get_running_loop().create_task(coro, name=name)
 
 
-_CODE_NAMES: dict[int, str] = {}
+#: Canonical gRPC status code names by number (the engine imports no gRPC).
+_CODE_NAMES = (
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+)  # fmt: skip
 
 
 def _code_name(code: int) -> str:
-    if not _CODE_NAMES:
-        names = [
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        ]
-        _CODE_NAMES.update(enumerate(names))
-    return _CODE_NAMES.get(code, f"CODE_{code}")
+    return _CODE_NAMES[code] if 0 <= code < len(_CODE_NAMES) else f"CODE_{code}"
