@@ -1,10 +1,17 @@
-"""The benchmark's user side, in its own process: an SDK worker with a 3-step workflow, plus
-the health service as the raw echo baseline (one mTLS unary call, nothing else)."""
+"""The benchmark's user side, in its own process: an SDK worker with the benchmark's workflows,
+plus the health service as the raw echo baseline (one mTLS unary call, nothing else).
+
+- ``bench3``: three trivial steps (throughput and run latency);
+- ``bench_fail``: one step that fails for good, and a failure handler (time to the DLQ);
+- ``bench_sleep``: one step, then a durable sleep of an hour (memory of sleeping runs).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -14,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from failhook import tls
 from failhook.certs import ORCHESTRATOR_IDENTITY
 from failhook.identity import AllowlistInterceptor
-from failhook.worker import Worker, WorkflowContext
+from failhook.worker import FailureContext, NonRetryableError, Worker, WorkflowContext
 
 worker = Worker()
 
@@ -29,6 +36,32 @@ async def bench3(ctx: WorkflowContext) -> int:
     a = await ctx.run("one", _step, 0)
     b = await ctx.run("two", _step, a)
     return await ctx.run("three", _step, b)
+
+
+async def _fail() -> int:
+    raise NonRetryableError("the benchmark's failing step")
+
+
+@worker.workflow("bench_fail")
+async def bench_fail(ctx: WorkflowContext) -> int:
+    """One step that fails without retry: the run goes through its failure hook to the DLQ."""
+    return await ctx.run("fail", _fail)
+
+
+@bench_fail.on_failure
+async def bench_fail_hook(
+    ctx: FailureContext, fail_status: int, fail_response: str, fail_headers: Mapping[str, str]
+) -> str | None:
+    """Acknowledge at once: the time measured is the orchestrator's."""
+    return "noted"
+
+
+@worker.workflow("bench_sleep")
+async def bench_sleep(ctx: WorkflowContext) -> int:
+    """One step, then a durable sleep of an hour: the run stays SLEEPING for the measurement."""
+    value = await ctx.run("one", _step, 0)
+    await ctx.sleep("nap", timedelta(hours=1))
+    return value
 
 
 async def main(certs: Path, port_file: Path) -> None:
