@@ -117,8 +117,8 @@ def _step_to_proto(s: StepRecord) -> run_pb2.Step:
     return msg
 
 
-def run_to_proto(run: Run, *, with_steps: bool = True) -> run_pb2.WorkflowRun:
-    """A run as a message (steps omitted in listings)."""
+def run_to_proto(run: Run, *, with_steps: bool = True, with_failure: bool = True) -> run_pb2.WorkflowRun:
+    """A run as a message (steps omitted in listings; the failure too inside a DLQ listing)."""
     msg = run_pb2.WorkflowRun(
         run_id=run.run_id,
         workflow=run.workflow,
@@ -141,7 +141,7 @@ def run_to_proto(run: Run, *, with_steps: bool = True) -> run_pb2.WorkflowRun:
     )
     if with_steps:
         msg.steps.extend(_step_to_proto(s) for s in run.steps)
-    if run.failure is not None:
+    if with_failure and run.failure is not None:
         msg.failure.CopyFrom(step_failure_to_proto(run.failure))
     if run.finish_time is not None:
         msg.finish_time.CopyFrom(micros_to_timestamp(run.finish_time))
@@ -171,7 +171,7 @@ def dead_letter_to_proto(record: DeadLetterRecord, *, with_steps: bool = True) -
     """A DLQ entry as a message."""
     return dl_pb.DeadLetter(
         dead_letter_id=record.dead_letter_id,
-        run=run_to_proto(record.run, with_steps=with_steps),
+        run=run_to_proto(record.run, with_steps=with_steps, with_failure=with_steps),
         failure=step_failure_to_proto(record.failure),
         hook=_hook_to_proto(record.hook, record.idempotency_key),
         dead_letter_time=micros_to_timestamp(record.dead_letter_time),

@@ -41,6 +41,7 @@ _UPDATE_RUN_FINAL = update(runs).where(  # also clears the lease
 )
 _INSERT_DEAD_LETTER = dead_letters.insert()
 _CHUNK = 500
+_LIGHT_RUN_COLUMNS = tuple(c for c in runs.c if c.name not in ("failure", "pending_attempts"))
 
 
 class SqlRunStore:
@@ -389,14 +390,16 @@ class SqlRunStore:
         return found[0] if found else None
 
     async def _load_runs(
-        self, conn: AsyncConnection, run_ids: Sequence[str], *, with_steps: bool
+        self, conn: AsyncConnection, run_ids: Sequence[str], *, with_steps: bool, light: bool = False
     ) -> list[Run]:
+        """Load runs; ``light`` leaves out the failure and pending attempts (a DLQ entry has them)."""
         by_run: dict[str, list[StepRecord]] = {}
         if with_steps:
             stmt = select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.run_id, steps.c.idx)
             for r in await conn.execute(stmt):
                 by_run.setdefault(r.run_id, []).append(rows.step_from_row(r._mapping))
-        found = await conn.execute(select(runs).where(runs.c.run_id.in_(run_ids)))
+        columns = _LIGHT_RUN_COLUMNS if light else (runs,)
+        found = await conn.execute(select(*columns).where(runs.c.run_id.in_(run_ids)))
         return [
             rows.run_from_row(r._mapping, by_run.get(r.run_id, []) if with_steps else None) for r in found
         ]
@@ -407,11 +410,14 @@ class SqlRunStore:
         entries = [r._mapping for r in await conn.execute(stmt)]
         if not entries:
             return []
+        run_ids = [e["run_id"] for e in entries]
         loaded = {
-            run.run_id: run
-            for run in await self._load_runs(conn, [e["run_id"] for e in entries], with_steps=with_steps)
+            run.run_id: run for run in await self._load_runs(conn, run_ids, with_steps=with_steps, light=True)
         }
-        return [rows.dead_letter_from_row(e, loaded[e["run_id"]]) for e in entries]
+        records = [rows.dead_letter_from_row(e, loaded[e["run_id"]]) for e in entries]
+        for record in records:
+            record.run.failure = record.failure  # the same failure: decoded once, from the entry
+        return records
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -284,7 +284,9 @@ class ListDeadLettersResponse(message.Message):
     """next_page_token fetches the next page; empty only on the last page."""
     @builtins.property
     def dead_letters(self) -> containers.RepeatedCompositeFieldContainer[DeadLetter]:
-        """dead_letters are the page's entries. Their runs' steps are omitted; GetDeadLetter returns them."""
+        """dead_letters are the page's entries. Their runs' steps and `run.failure` (the same as the
+        entry's `failure`) are omitted; GetDeadLetter returns them.
+        """
 
     def __init__(
         self,
