@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -76,7 +76,6 @@ container-test: $(STAMP)
 	$(BIN)/pytest tests/container -s
 
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
