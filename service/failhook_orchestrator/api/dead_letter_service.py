@@ -142,7 +142,10 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         audit_log("dlq.delete", caller_identity(context), dead_letter_id=dead_letter_id, deleted=str(deleted))
         return pb.DeleteDeadLetterResponse(deleted=deleted)
 
-    async def _select(self, filter_: pb.DeadLetterFilter, all_: bool, limit: int) -> list[str]:
+    async def _select(
+        self, filter_: pb.DeadLetterFilter, all_: bool, limit: int
+    ) -> tuple[list[str], DeadLetterQuery]:
+        """The ids a bulk call acts on, and the validated filter (to count what remains after)."""
         if limit < 0:
             raise invalid_argument("limit", f"must not be negative, got {limit}")
         size = min(limit or DEFAULT_BULK_LIMIT, MAX_BULK_LIMIT)
@@ -151,40 +154,42 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
             raise invalid_argument("filter", "is empty: set `all` to act on every dead letter")
         # A snapshot: entries that (re-)enter the queue while this call works are left for the next.
         snapshot = now_us()
-        query = replace(query, before_time=min(query.before_time or snapshot, snapshot))
-        page = await self._engine.list_dead_letters(query)
-        return [e.dead_letter_id for e in page.entries]
+        page = await self._engine.list_dead_letters(
+            replace(query, before_time=min(query.before_time or snapshot, snapshot))
+        )
+        return [e.dead_letter_id for e in page.entries], query
 
-    async def _remaining(self, filter_: pb.DeadLetterFilter) -> int:
-        return await self._engine.count_dead_letters(_query(filter_, 1, prefix="filter."))
+    async def _new_runs(
+        self, request: pb.BulkRestartRunsRequest | pb.BulkResumeRunsRequest, context: Context, *, resume: bool
+    ) -> tuple[list[str], int]:
+        """Restart or resume the selected entries (audited); return the new run ids and what remains."""
+        run_ids = []
+        selected, query = await self._select(request.filter, request.all, request.limit)
+        for dead_letter_id in selected:
+            if resume:
+                run = await self._engine.resume(dead_letter_id, ResumeChanges())
+            else:
+                run = await self._engine.restart(dead_letter_id)
+            run_ids.append(run.run_id)
+            action = "dlq.resume" if resume else "dlq.restart"
+            audit_log(action, caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id)
+        return run_ids, await self._engine.count_dead_letters(query)
 
     @maps_errors
     async def BulkRestartRuns(
         self, request: pb.BulkRestartRunsRequest, context: Context
     ) -> pb.BulkRestartRunsResponse:
         """Restart up to ``limit`` entries selected by a filter."""
-        run_ids = []
-        for dead_letter_id in await self._select(request.filter, request.all, request.limit):
-            run = await self._engine.restart(dead_letter_id)
-            run_ids.append(run.run_id)
-            audit_log(
-                "dlq.restart", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
-            )
-        return pb.BulkRestartRunsResponse(run_ids=run_ids, remaining=await self._remaining(request.filter))
+        run_ids, remaining = await self._new_runs(request, context, resume=False)
+        return pb.BulkRestartRunsResponse(run_ids=run_ids, remaining=remaining)
 
     @maps_errors
     async def BulkResumeRuns(
         self, request: pb.BulkResumeRunsRequest, context: Context
     ) -> pb.BulkResumeRunsResponse:
         """Resume up to ``limit`` entries selected by a filter."""
-        run_ids = []
-        for dead_letter_id in await self._select(request.filter, request.all, request.limit):
-            run = await self._engine.resume(dead_letter_id, ResumeChanges())
-            run_ids.append(run.run_id)
-            audit_log(
-                "dlq.resume", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
-            )
-        return pb.BulkResumeRunsResponse(run_ids=run_ids, remaining=await self._remaining(request.filter))
+        run_ids, remaining = await self._new_runs(request, context, resume=True)
+        return pb.BulkResumeRunsResponse(run_ids=run_ids, remaining=remaining)
 
     @maps_errors
     async def BulkDeleteDeadLetters(
@@ -192,12 +197,12 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     ) -> pb.BulkDeleteDeadLettersResponse:
         """Delete up to ``limit`` entries selected by a filter."""
         deleted = 0
-        for dead_letter_id in await self._select(request.filter, request.all, request.limit):
+        selected, query = await self._select(request.filter, request.all, request.limit)
+        for dead_letter_id in selected:
             if await self._engine.delete_dead_letter(dead_letter_id, allow_missing=True):
                 deleted += 1
                 audit_log(
                     "dlq.delete", caller_identity(context), dead_letter_id=dead_letter_id, deleted="True"
                 )
-        return pb.BulkDeleteDeadLettersResponse(
-            deleted_count=deleted, remaining=await self._remaining(request.filter)
-        )
+        remaining = await self._engine.count_dead_letters(query)
+        return pb.BulkDeleteDeadLettersResponse(deleted_count=deleted, remaining=remaining)

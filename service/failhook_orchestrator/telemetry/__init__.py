@@ -9,7 +9,6 @@ from failhook_orchestrator.telemetry.context import (
     current_traceparent,
     linked_traceparent,
     run_context,
-    trace_id_of,
 )
 from failhook_orchestrator.telemetry.logs import TraceIdFilter
 from failhook_orchestrator.telemetry.metrics import Metrics
@@ -22,5 +21,4 @@ __all__ = [
     "current_traceparent",
     "linked_traceparent",
     "run_context",
-    "trace_id_of",
 ]

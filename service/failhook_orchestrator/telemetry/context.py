@@ -8,7 +8,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["current_traceparent", "linked_traceparent", "run_context", "trace_id_of"]
+__all__ = ["current_traceparent", "linked_traceparent", "run_context"]
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 TRACER = "failhook.orchestrator"
@@ -30,12 +30,6 @@ def run_context(traceparent: str) -> otel_context.Context:
     if not traceparent:
         return otel_context.Context()
     return _PROPAGATOR.extract({"traceparent": traceparent}, context=otel_context.Context())
-
-
-def trace_id_of(traceparent: str) -> str:
-    """The 32-hex-digit trace id of a ``traceparent`` ("" when malformed)."""
-    parts = traceparent.split("-")
-    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else ""
 
 
 def linked_traceparent(name: str, linked_to: str, attributes: dict[str, str]) -> str:
