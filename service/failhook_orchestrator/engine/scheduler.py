@@ -155,14 +155,15 @@ class Scheduler:
             self._cancel_requested.add(run_id)  # the driver stops at its step boundary
             return
         if run_id in self._timer_runs:
-            self._timer_runs.pop(run_id)
+            self._timer_runs.pop(run_id)  # before the await, so the timer cannot fire meanwhile
             run = await self._store.get_run(run_id)
             if run is not None and run.state not in TERMINAL_STATES and run.state is not RunState.FAILED:
-                await self._cancel(run)
+                await self.cancel_idle(run)
 
-    def forget(self, run_id: str) -> None:
-        """Drop a run's timer (it was canceled by the store directly)."""
-        self._timer_runs.pop(run_id, None)
+    async def cancel_idle(self, run: Run) -> None:
+        """Cancel a run no driver is working on now: drop its timer, persist CANCELED."""
+        self._timer_runs.pop(run.run_id, None)
+        await self._cancel(run)
 
     def is_busy(self, run_id: str) -> bool:
         """Tell whether a run is being driven by this process right now."""

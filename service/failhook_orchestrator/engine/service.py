@@ -124,11 +124,7 @@ class Engine:
             return stored  # another live replica drives it: it sees the flag at its next heartbeat
         if stored.state in TERMINAL_STATES or stored.state is RunState.FAILED:
             return stored
-        self._scheduler.forget(run_id)
-        stored.state = RunState.CANCELED
-        stored.finish_time = stored.update_time = now_us()
-        stored.due_time = stored.wake_time = None
-        await self._store.cancel(stored)
+        await self._scheduler.cancel_idle(stored)
         return stored
 
     # -- dead letters ------------------------------------------------------------------------
