@@ -12,7 +12,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from failhook.tls import channel_options, peer_identities
+from failhook.tls import Identity, channel_options, peer_identities
 from failhook_orchestrator.security import caller_identity
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -24,7 +24,7 @@ class CountingHealth:
     def __init__(self) -> None:
         self.calls = 0
         self.callers: list[str] = []
-        self.identities: list[tuple[str, ...]] = []
+        self.identities: list[tuple[Identity, ...]] = []
 
     def _record(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.calls += 1

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2
 
 from failhook.certs import OPERATOR_IDENTITY, ORCHESTRATOR_IDENTITY, WORKER_IDENTITY, DevCerts
 from failhook.identity import AllowlistInterceptor, current_caller, service_name
-from failhook.tls import channel_credentials, server_credentials
+from failhook.tls import Identity, channel_credentials, server_credentials
 
 from ._support import SERVING, CountingHealth, OpenChannel, Serve, check
 
@@ -228,7 +228,9 @@ def test_allow_list_rejects_a_string_or_nothing() -> None:
         AllowlistInterceptor(WORKER_IDENTITY)
     with pytest.raises(ValueError, match="empty"):
         AllowlistInterceptor([])
-    assert AllowlistInterceptor({WORKER_IDENTITY}).allowed == {WORKER_IDENTITY}
+    assert AllowlistInterceptor({WORKER_IDENTITY}).allowed == {Identity.uri(WORKER_IDENTITY)}
+    with pytest.raises(ValueError, match="not a certificate identity"):
+        AllowlistInterceptor(["not a name"])
 
 
 def test_service_name() -> None:

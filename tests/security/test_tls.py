@@ -11,6 +11,7 @@ import pytest
 
 from failhook.certs import WORKER_IDENTITY, DevCerts, issue_certificate, make_ca
 from failhook.tls import (
+    Identity,
     TLSFiles,
     channel_credentials,
     channel_options,
@@ -48,7 +49,9 @@ async def test_mutual_tls_call_succeeds_and_server_sees_client_identity(
     channel = open_channel(tls_port, channel_credentials(dev_certs.tls_files("worker")))
 
     assert await check(channel) == SERVING
-    assert health.identities == [(WORKER_IDENTITY, "localhost", "worker")]
+    assert health.identities == [
+        (Identity.uri(WORKER_IDENTITY), Identity.dns("localhost"), Identity.common_name("worker"))
+    ]
 
 
 async def test_client_without_certificate_is_refused(

@@ -5,6 +5,11 @@ servicer context, so it cannot read the peer's certificate. :class:`GuardInterce
 returns a copy of the method's handler whose behaviour first runs a check with the servicer
 context and aborts the call when the check denies it. :class:`AllowlistInterceptor` is the check
 the SDK's servicers use: only callers whose certificate names an allowed identity get through.
+
+Identities are typed (:class:`failhook.tls.Identity`): an allowed ``spiffe://...`` URI admits a
+certificate only through a URI SAN, an allowed DNS name only through a DNS SAN, and a common name
+only when the allow-list names it as ``CN=<name>``. A certificate from the same CA whose CN or
+DNS SAN merely spells an allowed URI is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import grpc
 import grpc.aio
 
-from failhook.tls import peer_identities
+from failhook.tls import Identity, peer_identities
 
 __all__ = [
     "DEFAULT_EXEMPT_SERVICES",
@@ -30,6 +35,7 @@ __all__ = [
     "GuardInterceptor",
     "current_caller",
     "guard_handler",
+    "parse_identities",
     "service_name",
 ]
 
@@ -241,34 +247,60 @@ class GuardInterceptor(_ServerInterceptor, abc.ABC):
         return guard_handler(handler, method, self.check)
 
 
+def parse_identities(identities: Collection[str | Identity], *, what: str) -> frozenset[Identity]:
+    """Read a collection of identities as written in configuration (see :meth:`Identity.parse`).
+
+    Args:
+        identities: Typed identities, or their written forms.
+        what: The name of the argument, for errors.
+
+    Returns:
+        The typed identities.
+
+    Raises:
+        TypeError: If ``identities`` is a single string.
+        ValueError: If an entry is not a certificate identity; the message names it.
+    """
+    if isinstance(identities, str):
+        raise TypeError(f"{what} must be a collection of identities, not a string")
+    return frozenset(i if isinstance(i, Identity) else Identity.parse(i) for i in identities)
+
+
 class AllowlistInterceptor(GuardInterceptor):
     """Admit only callers whose certificate names one of the allowed identities.
 
     A call without a peer identity (plaintext, or no client certificate) ends with
     UNAUTHENTICATED; a call whose identities (see :func:`failhook.tls.peer_identities`) are all
-    off the list ends with PERMISSION_DENIED naming the identity. Matching is exact.
+    off the list ends with PERMISSION_DENIED naming the first of them. Matching is exact and by
+    kind: ``spiffe://failhook.dev/orchestrator`` on the list admits a certificate with that URI
+    SAN, never one whose common name or DNS SAN has that text; ``orchestrator.internal`` admits
+    that DNS SAN (case-insensitively); ``CN=orchestrator`` admits that subject common name, which
+    is trusted only when written so.
 
     Args:
-        allowed: The identities to admit, e.g. ``["spiffe://failhook.dev/orchestrator"]``.
+        allowed: The identities to admit, e.g. ``["spiffe://failhook.dev/orchestrator"]``, as
+            written forms or :class:`failhook.tls.Identity` values.
         exempt_services: Services not checked; the health service by default.
 
     Raises:
         TypeError: If ``allowed`` is a single string.
-        ValueError: If ``allowed`` is empty, which would refuse every call.
+        ValueError: If ``allowed`` is empty, which would refuse every call, or an entry is not a
+            URI, a DNS name or ``CN=<name>``.
     """
 
     def __init__(
-        self, allowed: Collection[str], *, exempt_services: Collection[str] = DEFAULT_EXEMPT_SERVICES
+        self,
+        allowed: Collection[str | Identity],
+        *,
+        exempt_services: Collection[str] = DEFAULT_EXEMPT_SERVICES,
     ) -> None:
         super().__init__(exempt_services=exempt_services)
-        if isinstance(allowed, str):
-            raise TypeError("allowed must be a collection of identities, not a string")
-        self._allowed = frozenset(allowed)
+        self._allowed = parse_identities(allowed, what="allowed")
         if not self._allowed:
             raise ValueError("the allow-list is empty: every call would be refused")
 
     @property
-    def allowed(self) -> frozenset[str]:
+    def allowed(self) -> frozenset[Identity]:
         """The identities admitted."""
         return self._allowed
 
@@ -280,14 +312,15 @@ class AllowlistInterceptor(GuardInterceptor):
             context: The call's servicer context.
 
         Returns:
-            The matching identity, or the denial.
+            The matching identity's written form, or the denial.
         """
         identities = peer_identities(context)
         if not identities:
             return Denial(grpc.StatusCode.UNAUTHENTICATED, f"{method} requires a client certificate")
         for identity in identities:
             if identity in self._allowed:
-                return identity
+                return str(identity)
         return Denial(
-            grpc.StatusCode.PERMISSION_DENIED, f"identity {identities[0]!r} is not allowed to call {method}"
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"identity {str(identities[0])!r} is not allowed to call {method}",
         )

@@ -8,15 +8,23 @@ Server credentials reload their files on new handshakes when the files change, s
 rotate without a restart and without dropping calls. Replace files atomically (write a sibling,
 then rename) or write the certificate and key in any order: a certificate whose key does not
 match, or a file that does not parse, is ignored until the files are consistent again.
+
+A peer's identities (:func:`peer_identities`) are typed by the certificate field they come from
+(:class:`IdentityKind`): a URI SAN is only ever compared with a URI identity, a DNS SAN with a
+DNS name, and the subject common name only with an identity written ``CN=<name>``. So a
+certificate whose CN or DNS SAN spells ``spiffe://failhook.dev/orchestrator`` is not the
+orchestrator: only a URI SAN with that value is.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,6 +37,8 @@ from cryptography.hazmat.primitives import serialization
 __all__ = [
     "KEEPALIVE_OPTIONS",
     "SERVER_KEEPALIVE_OPTIONS",
+    "Identity",
+    "IdentityKind",
     "TLSFiles",
     "channel_credentials",
     "channel_options",
@@ -250,19 +260,166 @@ def server_options() -> list[tuple[str, str | int]]:
     return list(SERVER_KEEPALIVE_OPTIONS)
 
 
+class IdentityKind(StrEnum):
+    """The certificate field an :class:`Identity` names. Identities of different kinds never match."""
+
+    URI = "uri"
+    """A URI subject alternative name, e.g. a SPIFFE id ``spiffe://failhook.dev/worker``."""
+    DNS = "dns"
+    """A DNS subject alternative name, e.g. ``worker.internal``."""
+    COMMON_NAME = "cn"
+    """The subject common name; it names nobody unless an allow-list or role map says ``CN=...``."""
+
+
+# RFC 3986: a URI starts with its scheme and a colon. DNS names (RFC 1123 labels, underscores
+# tolerated, an optional leading wildcard label) contain neither ":" nor "/" nor "=", and the
+# common name is written with a "CN=" prefix, so the three written forms never collide.
+_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+_DNS_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DNS_NAME = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_DNS_MAX = 253
+_CN_PREFIX = "CN="
+
+
+def _printable(text: str) -> bool:
+    return bool(text) and text.isprintable() and not any(c.isspace() for c in text)
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """One name of a certificate, typed by the field it comes from.
+
+    Two identities are equal only if both kind and value are, so a URI SAN never matches a DNS
+    name or a common name with the same text. DNS names compare case-insensitively (they are
+    stored lower-case, without a trailing dot); URIs and common names compare exactly. Nothing is
+    expanded: a wildcard DNS SAN ``*.example.com`` matches only the identity ``*.example.com``.
+
+    Written forms (:meth:`parse` and ``str()``): a URI as is (``spiffe://failhook.dev/worker``),
+    a DNS name as is (``worker.internal``), a common name as ``CN=worker``.
+
+    Attributes:
+        kind: The certificate field.
+        value: The name, normalised (DNS names lower-case).
+    """
+
+    kind: IdentityKind
+    value: str
+
+    @classmethod
+    def uri(cls, value: str) -> Identity:
+        """Return the identity of a URI SAN.
+
+        Args:
+            value: An absolute URI, e.g. ``spiffe://failhook.dev/orchestrator``.
+
+        Returns:
+            The URI identity.
+
+        Raises:
+            ValueError: If ``value`` has no scheme or contains spaces or control characters.
+        """
+        if not (_printable(value) and _URI_SCHEME.match(value)):
+            raise ValueError(
+                f"{value!r} is not a URI identity: expected scheme:rest, e.g. spiffe://domain/name"
+            )
+        return cls(IdentityKind.URI, value)
+
+    @classmethod
+    def dns(cls, value: str) -> Identity:
+        """Return the identity of a DNS SAN.
+
+        Args:
+            value: A host name, e.g. ``worker.internal`` (case and a trailing dot are ignored).
+
+        Returns:
+            The DNS identity, lower-case.
+
+        Raises:
+            ValueError: If ``value`` is not a DNS name.
+        """
+        name = value.removesuffix(".").lower()
+        if len(name) > _DNS_MAX or not _DNS_NAME.fullmatch(name):
+            raise ValueError(f"{value!r} is not a DNS name identity")
+        return cls(IdentityKind.DNS, name)
+
+    @classmethod
+    def common_name(cls, value: str) -> Identity:
+        """Return the identity of a subject common name.
+
+        Args:
+            value: The common name, e.g. ``worker``.
+
+        Returns:
+            The common-name identity.
+
+        Raises:
+            ValueError: If ``value`` is empty or contains control characters.
+        """
+        if not value or not value.isprintable():
+            raise ValueError(f"{value!r} is not a common name identity")
+        return cls(IdentityKind.COMMON_NAME, value)
+
+    @classmethod
+    def parse(cls, text: str) -> Identity:
+        """Read an identity as written in an allow-list or a role map.
+
+        ``CN=<name>`` is a common name (the only way to trust one); text that starts with a URI
+        scheme (``spiffe:``, ``https:`` ...) is a URI; anything else must be a DNS name.
+
+        Args:
+            text: E.g. ``"spiffe://failhook.dev/orchestrator"``, ``"orchestrator.internal"`` or
+                ``"CN=orchestrator"``.
+
+        Returns:
+            The typed identity.
+
+        Raises:
+            ValueError: If the text is none of the three forms.
+        """
+        if text[: len(_CN_PREFIX)].upper() == _CN_PREFIX:
+            return cls.common_name(text[len(_CN_PREFIX) :])
+        if _URI_SCHEME.match(text):
+            return cls.uri(text)
+        try:
+            return cls.dns(text)
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not a certificate identity: write a URI (e.g. spiffe://failhook.dev/worker), "
+                "a DNS name (e.g. worker.internal) or a common name as CN=<name>"
+            ) from None
+
+    def __str__(self) -> str:
+        """The written form, which :meth:`parse` reads back to an equal identity."""
+        return f"{_CN_PREFIX}{self.value}" if self.kind is IdentityKind.COMMON_NAME else self.value
+
+
 def _decoded(values: Iterable[bytes] | bytes | None) -> list[str]:
     if isinstance(values, bytes):
         values = [values]
     return [v.decode("utf-8", "replace") for v in values or ()]
 
 
-def peer_identities(context: grpc.aio.ServicerContext[Any, Any] | grpc.ServicerContext) -> tuple[str, ...]:
-    """Return the identities of a call's authenticated peer.
+def _typed(make: Callable[[str], Identity], values: Iterable[str]) -> list[Identity]:
+    """The values that are well formed for their kind; others name nobody and are left out."""
+    typed = []
+    for value in values:
+        try:
+            typed.append(make(value))
+        except ValueError:
+            _LOG.debug("ignoring a malformed certificate name %r", value)
+    return typed
 
-    The identities are the URI SANs (e.g. ``spiffe://failhook.dev/worker``) first, then the DNS
-    SANs, then the subject common name, without duplicates. IP address SANs are left out. Only
-    certificates the server verified against its CA reach this point, so every entry is vouched
-    for by that CA; allow-list the SPIFFE URIs rather than shared names such as ``localhost``.
+
+def peer_identities(
+    context: grpc.aio.ServicerContext[Any, Any] | grpc.ServicerContext,
+) -> tuple[Identity, ...]:
+    """Return the identities of a call's authenticated peer, each typed by its certificate field.
+
+    The URI SANs (e.g. ``spiffe://failhook.dev/worker``) come first, then the DNS SANs, then the
+    subject common name, without duplicates. IP address and e-mail SANs are left out, as are
+    names malformed for their field (a DNS SAN holding a URI names nobody). Only certificates the
+    server verified against its CA reach this point, so every entry is vouched for by that CA;
+    allow-list the SPIFFE URIs rather than shared names such as ``localhost``.
 
     Args:
         context: The servicer context of the call (``grpc.aio`` or synchronous).
@@ -272,8 +429,8 @@ def peer_identities(context: grpc.aio.ServicerContext[Any, Any] | grpc.ServicerC
     """
     auth = context.auth_context()
     ordered = [
-        *_decoded(auth.get(_SAN_URI_KEY)),
-        *_decoded(auth.get(_SAN_DNS_KEY)),
-        *_decoded(auth.get(_CN_KEY)),
+        *_typed(Identity.uri, _decoded(auth.get(_SAN_URI_KEY))),
+        *_typed(Identity.dns, _decoded(auth.get(_SAN_DNS_KEY))),
+        *_typed(Identity.common_name, _decoded(auth.get(_CN_KEY))),
     ]
-    return tuple(dict.fromkeys(v for v in ordered if v))
+    return tuple(dict.fromkeys(ordered))

@@ -4,6 +4,11 @@ Identities (see :func:`failhook.tls.peer_identities`) map to roles in a :class:`
 method needs one role (:data:`METHOD_ROLES`); :class:`AuthorizationInterceptor` enforces it
 before the servicer runs. ``admin`` implies every role. Denials and privileged actions go to the
 ``failhook.audit`` logger, one JSON object per line (:func:`audit_log`).
+
+Grants are keyed by typed identities (:class:`failhook.tls.Identity`): a key
+``spiffe://failhook.dev/operator`` grants its roles to a certificate with that URI SAN only, a
+key ``ops.internal`` to that DNS SAN only, and a common name gets roles only from a key written
+``CN=<name>``. A certificate whose CN or DNS SAN spells a granted URI gets nothing from it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import grpc
 
 from failhook.certs import OPERATOR_IDENTITY, ORCHESTRATOR_IDENTITY, WORKER_IDENTITY
 from failhook.identity import Denial, GuardInterceptor, current_caller, service_name
-from failhook.tls import peer_identities
+from failhook.tls import Identity, peer_identities
 
 __all__ = [
     "ANONYMOUS",
@@ -100,27 +105,46 @@ DEFAULT_EXEMPT_SERVICES: tuple[str, ...] = (
 """Services callable by any peer the transport admits: health checks and reflection."""
 
 
+def _grant_key(key: str | Identity) -> Identity | str:
+    """A grant's key: the ``"*"`` wildcard, or a typed identity."""
+    if isinstance(key, Identity) or key == ANY_AUTHENTICATED:
+        return key
+    try:
+        return Identity.parse(key)
+    except ValueError as err:
+        raise ValueError(f"role grant for {key!r}: {err}") from None
+
+
 class RoleMap:
     """Which roles each identity has.
+
+    Keys are identities as :meth:`failhook.tls.Identity.parse` reads them, matched by kind: a
+    URI (``spiffe://...``) against URI SANs only, a DNS name against DNS SANs only, ``CN=<name>``
+    against the subject common name only (the one way to grant a common name any role).
 
     Args:
         grants: Identity to role names, e.g. ``{"spiffe://failhook.dev/operator": ["read",
             "operate"]}``; the key ``"*"`` grants roles to every authenticated identity.
 
     Raises:
-        ValueError: If a role name is unknown, or roles are given as one string.
+        ValueError: If a key is not an identity, a role name is unknown, or roles are given as
+            one string.
     """
 
-    def __init__(self, grants: Mapping[str, Iterable[str]]) -> None:
-        parsed: dict[str, frozenset[Role]] = {}
+    def __init__(self, grants: Mapping[str, Iterable[str]] | Mapping[Identity, Iterable[str]]) -> None:
+        parsed: dict[Identity | str, frozenset[Role]] = {}
         for identity, roles in grants.items():
             if isinstance(roles, str):
-                raise ValueError(f"roles of {identity!r} must be a list, got the string {roles!r}")
+                raise ValueError(f"roles of {str(identity)!r} must be a list, got the string {roles!r}")
             try:
-                parsed[identity] = frozenset(Role(role) for role in roles)
+                granted = frozenset(Role(role) for role in roles)
             except ValueError as err:
                 known = ", ".join(r.value for r in Role)
-                raise ValueError(f"unknown role for {identity!r}: {err} (known roles: {known})") from None
+                raise ValueError(
+                    f"unknown role for {str(identity)!r}: {err} (known roles: {known})"
+                ) from None
+            key = _grant_key(identity)
+            parsed[key] = parsed.get(key, frozenset()) | granted
         self._grants = MappingProxyType(parsed)
 
     @classmethod
@@ -133,20 +157,24 @@ class RoleMap:
         return cls(DEV_ROLE_GRANTS)
 
     @property
-    def grants(self) -> Mapping[str, frozenset[Role]]:
-        """The parsed grants, read-only."""
+    def grants(self) -> Mapping[Identity | str, frozenset[Role]]:
+        """The parsed grants by typed identity (and ``"*"``), read-only."""
         return self._grants
 
-    def roles_for(self, identities: Iterable[str]) -> frozenset[Role]:
+    def roles_for(self, identities: Iterable[Identity | str]) -> frozenset[Role]:
         """Return the roles of a caller with these identities.
 
         Args:
-            identities: All identities of one caller.
+            identities: All identities of one caller (see :func:`failhook.tls.peer_identities`);
+                written forms are parsed.
 
         Returns:
             The union of their grants, plus the ``"*"`` grants if there is any identity.
+
+        Raises:
+            ValueError: If a written form is not an identity.
         """
-        ids = list(identities)
+        ids = [i if isinstance(i, Identity) else Identity.parse(i) for i in identities]
         roles: set[Role] = set()
         for identity in ids:
             roles |= self._grants.get(identity, frozenset())
@@ -154,7 +182,7 @@ class RoleMap:
             roles |= self._grants.get(ANY_AUTHENTICATED, frozenset())
         return frozenset(roles)
 
-    def allows(self, identities: Iterable[str], role: Role) -> bool:
+    def allows(self, identities: Iterable[Identity | str], role: Role) -> bool:
         """Return whether a caller with these identities has ``role`` (admin has every role).
 
         Args:
@@ -204,7 +232,7 @@ def caller_identity(context: Any) -> str:
     if admitted:
         return admitted
     identities = peer_identities(context)
-    return identities[0] if identities else ANONYMOUS
+    return str(identities[0]) if identities else ANONYMOUS
 
 
 class AuthorizationInterceptor(GuardInterceptor):
@@ -265,10 +293,10 @@ class AuthorizationInterceptor(GuardInterceptor):
         if not identities:
             return Denial(grpc.StatusCode.UNAUTHENTICATED, f"{short} requires a client certificate")
         role = self.required_role(method)
+        first = str(identities[0])
         if not self._roles.allows(identities, role):
-            audit_log("authz.denied", identities[0], method=method, role=role.value)
+            audit_log("authz.denied", first, method=method, role=role.value)
             return Denial(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"identity {identities[0]!r} lacks role {role.value!r} for {short}",
+                grpc.StatusCode.PERMISSION_DENIED, f"identity {first!r} lacks role {role.value!r} for {short}"
             )
-        return identities[0]
+        return first
