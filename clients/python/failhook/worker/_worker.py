@@ -1,4 +1,10 @@
-"""``Worker``: the registry of workflows and the ``grpc.aio`` server that hosts them."""
+"""``Worker``: the registry of workflows and the ``grpc.aio`` server that hosts them.
+
+The server also answers the standard ``grpc.health.v1.Health`` service, for load balancers and
+probes: SERVING (overall and for ``failhook.v1.WorkflowEndpoint`` and ``failhook.v1.FailureHook``)
+while the worker accepts work, NOT_SERVING from the moment a graceful stop begins. Like the
+orchestrator's, it needs no allow-listed identity: with TLS any certificate from the CA may ask.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,21 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import grpc
 import grpc.aio
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
-from failhook.v1 import failure_hook_pb2_grpc, workflow_endpoint_pb2_grpc
+from failhook.v1 import (
+    failure_hook_pb2,
+    failure_hook_pb2_grpc,
+    workflow_endpoint_pb2,
+    workflow_endpoint_pb2_grpc,
+)
 from failhook.worker._context import WorkflowContext
 from failhook.worker._servicers import FailureHookServicer, WorkflowEndpointServicer
 from failhook.worker._workflow import Workflow, check_workflow_name
 
 if TYPE_CHECKING:
-    from failhook.tls import TLSFiles
+    from failhook.tls import Identity, TLSFiles
 
     ServerInterceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
 else:
@@ -34,6 +46,14 @@ R = TypeVar("R")
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """The default limit of one message: ``RunStepRequest`` carries every completed step's output."""
+
+_HEALTH_SERVICES: tuple[str, ...] = (
+    "",
+    workflow_endpoint_pb2.DESCRIPTOR.services_by_name["WorkflowEndpoint"].full_name,
+    failure_hook_pb2.DESCRIPTOR.services_by_name["FailureHook"].full_name,
+)
+"""The names a started worker reports in ``grpc.health.v1.Health``: the server (``""``) and its
+two services."""
 
 _PLAINTEXT_WARNING = (
     "failhook worker serving PLAINTEXT on %s: no TLS and no caller authentication, so anyone who "
@@ -60,6 +80,9 @@ class Worker:
             return "refunded"
 
         worker.serve("0.0.0.0:50052")
+
+    The server it starts also answers ``grpc.health.v1.Health`` (SERVING while it accepts work,
+    NOT_SERVING once :meth:`stop` begins), open to any caller the transport admits.
     """
 
     def __init__(
@@ -75,21 +98,34 @@ class Worker:
         Args:
             tls: The worker's CA, certificate and key. The server then requires client
                 certificates from that CA (mutual TLS) and admits only ``allowed_identities``.
-            allowed_identities: The certificate identities allowed to call the worker. ``None``
-                means the orchestrator's (``failhook.certs.ORCHESTRATOR_IDENTITY``) with ``tls``,
-                and no check with ``start(server_credentials=...)``.
+            allowed_identities: The certificate identities allowed to run steps and failure
+                handlers, matched by kind (see :class:`failhook.identity.AllowlistInterceptor`):
+                a URI such as ``spiffe://failhook.dev/orchestrator`` matches only a URI SAN, a DNS
+                name only a DNS SAN, and a subject common name only when written ``CN=<name>``.
+                ``None`` means the orchestrator's (``failhook.certs.ORCHESTRATOR_IDENTITY``) with
+                ``tls``, and no check with ``start(server_credentials=...)``. The health service
+                is open to any caller the transport admits.
             max_message_bytes: The largest message received or sent.
             reuse_port: Let several processes listen on the same port (``SO_REUSEPORT``). Off by
                 default, so that a port already in use is an error rather than shared silently.
+
+        Raises:
+            TypeError: If ``allowed_identities`` is a single string.
+            ValueError: If an allowed identity is not a URI, a DNS name or ``CN=<name>``.
         """
-        if isinstance(allowed_identities, str):
-            raise TypeError("allowed_identities must be a collection of identities, not a string")
+        from failhook.identity import parse_identities  # noqa: PLC0415 (optional dependency order)
+
         self._tls = tls
-        self._allowed_identities = None if allowed_identities is None else tuple(allowed_identities)
+        self._allowed_identities = (
+            None
+            if allowed_identities is None
+            else parse_identities(allowed_identities, what="allowed_identities")
+        )
         self._max_message_bytes = max_message_bytes
         self._reuse_port = reuse_port
         self._workflows: dict[str, Workflow[Any]] = {}
         self._server: grpc.aio.Server | None = None
+        self._health: Any = None  # grpc_health's asyncio servicer (untyped in its stubs)
         self._port: int | None = None
 
     @property
@@ -145,6 +181,8 @@ class Worker:
     def add_to_server(self, server: grpc.aio.Server) -> None:
         """Add the worker's two servicers to a server you build and run yourself.
 
+        Health, the allow-list and tracing are then yours to add, as :meth:`start` does.
+
         Args:
             server: A ``grpc.aio`` server, not started yet.
         """
@@ -174,7 +212,7 @@ class Worker:
             return None, list(interceptors)
         from failhook.identity import AllowlistInterceptor  # noqa: PLC0415 (optional dependency order)
 
-        allowed = self._allowed_identities
+        allowed: Collection[str | Identity] | None = self._allowed_identities
         if self._tls is not None:
             from failhook.certs import ORCHESTRATOR_IDENTITY  # noqa: PLC0415
             from failhook.tls import server_credentials as tls_credentials  # noqa: PLC0415
@@ -224,6 +262,9 @@ class Worker:
         # Tracing first: server spans continue the orchestrator's traceparent (W3C, in the metadata).
         server = grpc.aio.server(interceptors=[_tracing_interceptor(), *chain], options=options)
         self.add_to_server(server)
+        # A new servicer per start: a graceful shutdown makes one ignore later changes for good.
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         try:
             if credentials is None:
                 port = server.add_insecure_port(listen)
@@ -236,14 +277,17 @@ class Worker:
         if credentials is None:
             _LOG.warning(_PLAINTEXT_WARNING, listen)
         await server.start()
-        self._server, self._port = server, port
+        for name in _HEALTH_SERVICES:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._server, self._health, self._port = server, health_servicer, port
         _LOG.info(
             "failhook worker listening on %s (port %d), workflows: %s", listen, port, sorted(self._workflows)
         )
         return port
 
     async def stop(self, grace: float | None = 5.0) -> None:
-        """Stop serving: refuse new calls, let calls in flight finish for ``grace`` seconds.
+        """Stop serving gracefully: health turns NOT_SERVING first (health watchers hear it),
+        then the server refuses new calls and lets calls in flight finish for ``grace`` seconds.
 
         Does nothing if the worker is not started.
 
@@ -251,7 +295,10 @@ class Worker:
             grace: Seconds calls in flight get before they are canceled; ``None`` cancels them
                 at once.
         """
-        server, self._server, self._port = self._server, None, None
+        server, health_servicer = self._server, self._health
+        self._server, self._health, self._port = None, None, None
+        if health_servicer is not None:
+            await health_servicer.enter_graceful_shutdown()
         if server is not None:
             await server.stop(grace)
 
@@ -330,6 +377,12 @@ async def _until_signalled(serving: contextlib.AbstractAsyncContextManager[int])
 
 
 def _tracing_interceptor() -> ServerInterceptor:
-    """OpenTelemetry's gRPC server interceptor (spans on the global tracer provider)."""
-    interceptor: ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    """OpenTelemetry's gRPC server interceptor (spans on the global tracer provider).
+
+    Health checks are left out: probes would fill traces with noise, and the interceptor wraps
+    every streaming handler as an async generator, which breaks the health servicer's ``Watch``
+    (it writes with ``context.write``).
+    """
+    skip_health = filters.negate(filters.health_check())
+    interceptor: ServerInterceptor = aio_server_interceptor(filter_=skip_health)  # type: ignore[no-untyped-call]
     return interceptor
