@@ -21,7 +21,9 @@ DESCRIPTOR: descriptor.FileDescriptor
 
 @typing.final
 class OnWorkflowFailureRequest(message.Message):
-    """OnWorkflowFailureRequest carries what the seed's failure function receives, under its names."""
+    """OnWorkflowFailureRequest describes one run failure: the run (`context`), the failed step's last
+    answer (`fail_status`, `fail_response`, `fail_headers`) and the typed failure with its history.
+    """
 
     DESCRIPTOR: descriptor.Descriptor
 

@@ -28,8 +28,9 @@ if _version_not_supported:
 class FailureHookStub:
     """FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
     has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
-    the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
-    alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+    the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+    failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+    fate is already decided when it is called. Delivery is at least once: a hook can be called
     again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
     same `idempotency_key`. A canceled run calls no hook.
 
@@ -53,8 +54,9 @@ class FailureHookStub:
 class FailureHookServicer:
     """FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
     has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
-    the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
-    alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+    the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+    failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+    fate is already decided when it is called. Delivery is at least once: a hook can be called
     again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
     same `idempotency_key`. A canceled run calls no hook.
 
@@ -90,8 +92,9 @@ def add_FailureHookServicer_to_server(servicer, server):
 class FailureHook:
     """FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
     has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
-    the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
-    alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+    the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+    failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+    fate is already decided when it is called. Delivery is at least once: a hook can be called
     again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
     same `idempotency_key`. A canceled run calls no hook.
 

@@ -29,8 +29,9 @@ GRPC_VERSION: str
 class FailureHookStub:
     """FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
     has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
-    the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
-    alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+    the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+    failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+    fate is already decided when it is called. Delivery is at least once: a hook can be called
     again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
     same `idempotency_key`. A canceled run calls no hook.
 
@@ -52,8 +53,9 @@ class FailureHookStub:
 class FailureHookAsyncStub(FailureHookStub):
     """FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
     has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
-    the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
-    alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+    the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+    failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+    fate is already decided when it is called. Delivery is at least once: a hook can be called
     again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
     same `idempotency_key`. A canceled run calls no hook.
 
@@ -71,8 +73,9 @@ class FailureHookAsyncStub(FailureHookStub):
 class FailureHookServicer(metaclass=abc_1.ABCMeta):
     """FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
     has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
-    the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
-    alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+    the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+    failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+    fate is already decided when it is called. Delivery is at least once: a hook can be called
     again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
     same `idempotency_key`. A canceled run calls no hook.
 

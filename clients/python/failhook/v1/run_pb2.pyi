@@ -181,8 +181,8 @@ protocol does not allow. Never retried.
 
 @typing.final
 class RunContext(message.Message):
-    """RunContext is what every call into user code receives about its run: the seed's `context`.
-    It exposes properties of the run only; it cannot create steps.
+    """RunContext is what every call into user code (RunStep and OnWorkflowFailure) receives about
+    its run. It exposes properties of the run only; it cannot create steps.
     """
 
     DESCRIPTOR: descriptor.Descriptor
@@ -213,16 +213,20 @@ class RunContext(message.Message):
     REQUEST_PAYLOAD_FIELD_NUMBER: builtins.int
     HEADERS_FIELD_NUMBER: builtins.int
     workflow_run_id: builtins.str
-    """workflow_run_id is the run's id (the seed's `workflowRunId`)."""
+    """workflow_run_id is the run's id (`WorkflowRun.run_id`)."""
     workflow: builtins.str
     """workflow is the name of the workflow the run executes."""
     url: builtins.str
-    """url is the gRPC target of the run's WorkflowEndpoint (the seed's `url`)."""
+    """url is the gRPC target of the run's WorkflowEndpoint (`StartRunRequest.endpoint`)."""
     request_payload: builtins.bytes
-    """request_payload is the run's input, as given to StartRun (the seed's `requestPayload`)."""
+    """request_payload is the run's input: the `payload` given to StartRun (or to ResumeRun, for a
+    resumed run given a new one). Opaque to the orchestrator.
+    """
     @builtins.property
     def headers(self) -> containers.ScalarMap[builtins.str, builtins.str]:
-        """headers are the run's headers, as given to StartRun (the seed's `headers`)."""
+        """headers are the run's headers: those given to StartRun (or changed by ResumeRun, for a
+        resumed run). Every step call and hook call also carries them as gRPC metadata.
+        """
 
     def __init__(
         self,
@@ -403,19 +407,21 @@ class StepAttempt(message.Message):
     (`StepError.step_name`); empty when unknown.
     """
     status_code: builtins.int
-    """status_code is the canonical gRPC status code of the failed call (the seed's `failStatus`)."""
+    """status_code is the canonical gRPC status code of the failed call (for example 14 for
+    UNAVAILABLE); the last attempt's is the hook's `fail_status`.
+    """
     message: builtins.str
     """message is the status message of the failed call."""
     response: builtins.bytes
     """response is the error body the endpoint returned in `StepError.response`, or the message's
-    bytes when it returned none (the seed's `failResponse`).
+    bytes when it returned none; the last attempt's is the hook's `fail_response`.
     """
     retryable: builtins.bool
     """retryable tells whether the policy allowed another attempt after this one's error."""
     @builtins.property
     def trailing_metadata(self) -> containers.ScalarMap[builtins.str, builtins.str]:
-        """trailing_metadata is the trailing metadata of the failed call, text keys only
-        (the seed's `failHeaders`).
+        """trailing_metadata is the trailing metadata of the failed call, text keys only; the last
+        attempt's is the hook's `fail_headers`.
         """
 
     @builtins.property

@@ -59,15 +59,15 @@ class StartRunRequest(message.Message):
     """
     endpoint: builtins.str
     """endpoint is the gRPC target (`host:port`, `dns:///host:port`, `unix:/path`) of the client's
-    WorkflowEndpoint ("url" in the seed). Required.
+    WorkflowEndpoint; user code sees it as `RunContext.url`. Required.
     """
     failure_hook: builtins.str
     """failure_hook is the gRPC target of the client's FailureHook. Optional: empty means the same
     target as `endpoint`.
     """
     payload: builtins.bytes
-    """payload is the run's input ("requestPayload" in the seed). Optional; at most the server's
-    payload limit (default 1 MiB).
+    """payload is the run's input, opaque to the orchestrator; user code sees it as
+    `RunContext.request_payload`. Optional; at most the server's payload limit (default 1 MiB).
     """
     run_id: builtins.str
     """run_id is an optional caller-chosen id (1 to 128 characters of letters, digits and `._:-`).

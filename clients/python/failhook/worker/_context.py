@@ -116,7 +116,7 @@ class WorkflowContext:
 
     @property
     def workflow_run_id(self) -> str:
-        """The run's id (the seed's ``workflowRunId``)."""
+        """The run's id, the same in every step call and in the failure hook."""
         return self._workflow_run_id
 
     @property
@@ -131,7 +131,7 @@ class WorkflowContext:
 
     @property
     def payload(self) -> bytes:
-        """The run's input, as given to ``StartRun`` (the seed's ``requestPayload``)."""
+        """The run's input: the payload given to ``StartRun`` (or a new one given to ``ResumeRun``)."""
         return self._payload
 
     @property

@@ -1,15 +1,17 @@
-"""``FailureContext`` and the type of failure handlers (the seed's failure function).
+"""``FailureContext`` and the type of failure handlers.
 
-A failure handler is called once the orchestrator gave up on a run, with the run's context and
-the failed step's status, body and trailing metadata::
+A failure handler is called once the orchestrator gave up on a run (its attempts exhausted, a
+non-retryable error, or a history mismatch), before the run moves to the dead-letter queue, with
+the run's context and the failed step's last status code, body and trailing metadata::
 
     @order.on_failure
     async def failed(
         ctx: FailureContext, fail_status: int, fail_response: str, fail_headers: Mapping[str, str]
     ) -> str | None: ...
 
-Like the seed's failure function, it cannot create steps: :class:`FailureContext` has no ``run``
-or ``sleep`` for the type checker, and calling them anyway raises :class:`StepNotAllowedError`.
+It is the counterpart of a serverless workflow engine's failure function: it reports and cleans
+up, but cannot create steps. :class:`FailureContext` has no ``run`` or ``sleep`` for the type
+checker, and calling them anyway raises :class:`StepNotAllowedError`.
 """
 
 from __future__ import annotations
@@ -33,16 +35,17 @@ _NO_STEPS = (
 
 @dataclass(frozen=True, kw_only=True)
 class FailureContext:
-    """The failed run, as the failure handler sees it (the seed's ``context``). Read-only.
+    """The failed run, as the failure handler sees it. Read-only.
 
     Attributes:
-        workflow_run_id: The failed run's id (the seed's ``workflowRunId``).
+        workflow_run_id: The failed run's id (``WorkflowRun.run_id``).
         workflow: The workflow's name.
-        url: The gRPC target of the run's workflow endpoint (the seed's ``url``).
-        request_payload: The run's input (the seed's ``requestPayload``).
-        headers: The run's headers (the seed's ``headers``).
-        env: This worker process's environment variables, read when the hook was called
-            (the seed's ``env``). Never sent anywhere.
+        url: The gRPC target of the run's workflow endpoint (``StartRunRequest.endpoint``).
+        request_payload: The run's input, the payload given to ``StartRun`` (or a new one given
+            to ``ResumeRun``).
+        headers: The run's headers, as given to ``StartRun``.
+        env: This worker process's environment variables, read when the hook was called, e.g.
+            for credentials the handler needs. Never sent anywhere.
         idempotency_key: Identifies this failure; the same on every redelivery.
         delivery_attempt: Counts the deliveries of this failure, from 1.
         failure: The typed failure: step name, reason and the whole attempt history.
@@ -95,6 +98,10 @@ class FailureContext:
 
 FailureHandler: TypeAlias = Callable[[FailureContext, int, str, Mapping[str, str]], Awaitable[str | None]]
 """An async failure handler: ``(ctx, fail_status, fail_response, fail_headers) -> str | None``.
+
+``fail_status`` is the canonical gRPC status code of the failed step's last attempt,
+``fail_response`` its error body decoded as UTF-8 (invalid bytes replaced), ``fail_headers`` its
+trailing metadata (see :meth:`Workflow.on_failure`).
 
 The returned text is recorded on the dead-letter entry (``None`` records nothing). Raising fails
 the delivery with ``INTERNAL``; the orchestrator delivers the hook again later.

@@ -77,7 +77,12 @@ class Workflow(Generic[R]):
 
         The handler must be ``async def (ctx: FailureContext, fail_status: int,
         fail_response: str, fail_headers: Mapping[str, str]) -> str | None``; a type checker
-        rejects any other signature.
+        rejects any other signature. It gets the failed run (``ctx``) and the last answer of the
+        step that failed: its canonical gRPC status code (``fail_status``, e.g. 14 for
+        UNAVAILABLE), its error body as text (``fail_response``: the ``response`` of the
+        :class:`StepError` it raised, else its message; bytes that are not UTF-8 are replaced)
+        and its trailing metadata (``fail_headers``). What it returns is recorded on the run's
+        dead-letter entry.
 
         Args:
             handler: The failure handler.
