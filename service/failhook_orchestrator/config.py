@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .engine.limits import PolicyViolation, check_policy
 from .engine.policy import DEFAULT_HOOK_POLICY, DEFAULT_STEP_POLICY, RetryPolicy
 
 __all__ = ["ConfigError", "Settings", "TargetOverride", "load_settings"]
@@ -132,13 +133,13 @@ def _policy(name: str, data: Mapping[str, Any], base: RetryPolicy) -> RetryPolic
     if unknown:
         raise ConfigError(f"{name}: unknown keys {sorted(unknown)}")
     values = {**{f.name: getattr(base, f.name) for f in fields(RetryPolicy)}, **data}
-    values["non_retryable_codes"] = frozenset(values["non_retryable_codes"])
-    policy = RetryPolicy(**values)
-    if policy.max_attempts < 1 or policy.backoff_multiplier < 1 or not 0 <= policy.jitter <= 1:
-        raise ConfigError(
-            f"{name}: max_attempts >= 1, backoff_multiplier >= 1 and jitter in [0, 1] are required"
-        )
-    return policy
+    try:
+        values["non_retryable_codes"] = frozenset(values["non_retryable_codes"])
+        return check_policy(RetryPolicy(**values))
+    except PolicyViolation as violation:
+        raise ConfigError(f"{name}.{violation.field}: {violation.message}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def load_settings(

@@ -6,16 +6,21 @@ protobuf message.
 
 from __future__ import annotations
 
+import logging
+import math
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from failhook.v1 import dead_letter_service_pb2 as dl_pb
 from failhook.v1 import run_pb2
 
+from .engine import limits
 from .engine.model import Attempt, DeadLetterRecord, HookOutcome, Run, StepFailureRecord, StepRecord
 from .engine.policy import RetryPolicy
 
 __all__ = [
+    "bounded_duration_us",
     "dead_letter_to_proto",
     "duration_to_seconds",
     "micros_to_timestamp",
@@ -23,14 +28,22 @@ __all__ = [
     "run_context",
     "run_to_proto",
     "step_failure_to_proto",
+    "timestamp_in_range",
     "timestamp_to_micros",
 ]
 
+log = logging.getLogger("failhook.wire")
+
 
 def micros_to_timestamp(micros: int) -> Timestamp:
-    """An epoch-microseconds time as a Timestamp."""
+    """An epoch-microseconds time as a Timestamp, clamped into the range a Timestamp holds.
+
+    Every time that enters the system is bounded (``engine/limits.py``), so only a row written
+    before those bounds can be out of range; it is clamped (and logged once) rather than making
+    a read, and every listing that holds it, fail.
+    """
     ts = Timestamp()
-    ts.FromMicroseconds(micros)
+    ts.FromMicroseconds(_clamped("time", micros, limits.MIN_TIME_US, limits.MAX_TIME_US))
     return ts
 
 
@@ -39,19 +52,48 @@ def timestamp_to_micros(ts: Timestamp) -> int:
     return int(ts.ToMicroseconds())
 
 
+def timestamp_in_range(ts: Timestamp) -> bool:
+    """Whether a (caller's) Timestamp is valid: 0001-01-01 to 9999-12-31, nanos in [0, 1e9)."""
+    seconds_ok = limits.MIN_TIME_US // 1_000_000 <= ts.seconds <= limits.MAX_TIME_US // 1_000_000
+    return seconds_ok and 0 <= ts.nanos < 1_000_000_000
+
+
+#: The range of ``google.protobuf.Duration``: +-10,000 years, in microseconds.
+_MAX_DURATION_US = 315_576_000_000 * 1_000_000
+_reported: set[str] = set()
+
+
+def _clamped(kind: str, value: int, low: int, high: int) -> int:
+    if low <= value <= high:
+        return value
+    if kind not in _reported:  # once per process and kind: a bad row is read on every listing
+        _reported.add(kind)
+        log.warning("a stored %s (%d) is out of range and is shown clamped; logged once", kind, value)
+    return max(low, min(high, value))
+
+
 def _duration_us(micros: int) -> Duration:
     d = Duration()
-    d.FromMicroseconds(micros)
+    d.FromMicroseconds(_clamped("duration", micros, -_MAX_DURATION_US, _MAX_DURATION_US))
     return d
 
 
 def _duration_s(seconds: float) -> Duration:
-    return _duration_us(round(seconds * 1_000_000))
+    if not math.isfinite(seconds):
+        seconds = math.copysign(_MAX_DURATION_US / 1e6, seconds) if math.isinf(seconds) else 0.0
+    return _duration_us(round(max(-_MAX_DURATION_US / 1e6, min(_MAX_DURATION_US / 1e6, seconds)) * 1e6))
 
 
 def duration_to_seconds(d: Duration) -> float:
     """A Duration in seconds."""
     return float(d.seconds) + d.nanos / 1e9
+
+
+def bounded_duration_us(d: Duration, maximum_seconds: float) -> int:
+    """A Duration from a worker's answer (e.g. ``retry_after``) in microseconds, cut to
+    ``[0, maximum_seconds]``: what a worker asks for never stores a time a read cannot show."""
+    micros = d.seconds * 1_000_000 + d.nanos // 1000
+    return max(0, min(int(maximum_seconds * 1_000_000), micros))
 
 
 def policy_to_proto(policy: RetryPolicy) -> run_pb2.RetryPolicy:

@@ -18,7 +18,13 @@ from failhook_orchestrator.security.authz import audit_log, caller_identity
 
 from .errors import invalid_argument, maps_errors
 from .pagination import decode_token, encode_token, page_size
-from .validation import resolve_policy, validate_headers, validate_id, validate_workflow
+from .validation import (
+    resolve_policy,
+    validate_headers,
+    validate_id,
+    validate_timestamp,
+    validate_workflow,
+)
 
 __all__ = ["DeadLetterServicer"]
 
@@ -43,9 +49,9 @@ def _query(
         )
     after = before = None
     if filter_.HasField("dead_lettered_after"):
-        after = wire.timestamp_to_micros(filter_.dead_lettered_after)
+        after = validate_timestamp(f"{prefix}dead_lettered_after", filter_.dead_lettered_after)
     if filter_.HasField("dead_lettered_before"):
-        before = wire.timestamp_to_micros(filter_.dead_lettered_before)
+        before = validate_timestamp(f"{prefix}dead_lettered_before", filter_.dead_lettered_before)
     return DeadLetterQuery(
         page_size=size,
         workflows=tuple(sorted(set(filter_.workflow))),

@@ -22,6 +22,7 @@ from .validation import (
     validate_headers,
     validate_run_id,
     validate_target,
+    validate_timestamp,
     validate_workflow,
 )
 
@@ -78,12 +79,12 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         if any(s not in range(1, 8) for s in states):
             raise invalid_argument("state", f"holds unknown states {list(states)}")
         after = (
-            wire.timestamp_to_micros(request.create_time_after)
+            validate_timestamp("create_time_after", request.create_time_after)
             if request.HasField("create_time_after")
             else None
         )
         before = (
-            wire.timestamp_to_micros(request.create_time_before)
+            validate_timestamp("create_time_before", request.create_time_before)
             if request.HasField("create_time_before")
             else None
         )
