@@ -57,6 +57,8 @@ class Settings:
         targets: Outbound TLS overrides by target.
         log_format: ``text`` or ``json``.
         log_level: Logging level name.
+        page_token_secret: Key of the page tokens' HMAC (the same on every replica); empty: a
+            random key made once and kept in the database.
     """
 
     listen: str = "127.0.0.1:50051"
@@ -78,6 +80,7 @@ class Settings:
     targets: Mapping[str, TargetOverride] = field(default_factory=dict)
     log_format: str = "text"
     log_level: str = "INFO"
+    page_token_secret: str = ""
 
     def check(self) -> None:
         """Refuse unusable combinations with a message naming the setting."""

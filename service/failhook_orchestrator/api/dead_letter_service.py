@@ -17,8 +17,9 @@ from failhook_orchestrator.engine.service import Engine, ResumeChanges
 from failhook_orchestrator.security.authz import audit_log, caller_identity
 
 from .errors import invalid_argument, maps_errors
-from .pagination import decode_token, encode_token, page_size
+from .pagination import PageTokens, page_size
 from .validation import (
+    Limits,
     resolve_policy,
     validate_headers,
     validate_id,
@@ -70,9 +71,13 @@ def _fingerprint(q: DeadLetterQuery) -> list[Any]:
 class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     """Thin servicer: validate, call the engine, map the result; every change is audited."""
 
-    def __init__(self, engine: Engine, *, default_policy: RetryPolicy) -> None:
+    def __init__(
+        self, engine: Engine, *, limits: Limits, default_policy: RetryPolicy, tokens: PageTokens
+    ) -> None:
         self._engine = engine
+        self._limits = limits
         self._default_policy = default_policy
+        self._tokens = tokens
 
     @maps_errors
     async def ListDeadLetters(
@@ -81,12 +86,12 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         """List entries, oldest first, with keyset pagination."""
         query = _query(request, page_size(request.page_size))
         fingerprint = _fingerprint(query)
-        query = replace(query, after=decode_token(request.page_token, fingerprint))
+        query = replace(query, after=self._tokens.decode(request.page_token, fingerprint))
         page = await self._engine.list_dead_letters(query)
         token = ""
         if page.has_more and page.entries:
             last = page.entries[-1]
-            token = encode_token((last.dead_letter_time, last.dead_letter_id), fingerprint)
+            token = self._tokens.encode((last.dead_letter_time, last.dead_letter_id), fingerprint)
         return pb.ListDeadLettersResponse(
             dead_letters=[wire.dead_letter_to_proto(e, with_steps=False) for e in page.entries],
             next_page_token=token,

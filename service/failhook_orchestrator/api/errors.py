@@ -19,11 +19,12 @@ from failhook_orchestrator.engine.errors import (
     FailedPreconditionError,
     NotFoundError,
 )
+from failhook_orchestrator.engine.limits import ERROR_DOMAIN
 
-__all__ = ["ApiError", "invalid_argument", "maps_errors"]
+__all__ = ["ApiError", "abort_with", "invalid_argument", "maps_errors"]
 
 log = logging.getLogger("failhook.api")
-DOMAIN = "failhook.dev"
+DOMAIN = ERROR_DOMAIN
 
 _ENGINE_CODES: dict[type[EngineError], tuple[grpc.StatusCode, str]] = {
     NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
@@ -85,15 +86,16 @@ def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await handler(self, request, context)
         except ApiError as error:
-            await _abort(context, error)
+            await abort_with(context, error)
         except EngineError as error:
             code, reason = _ENGINE_CODES.get(type(error), (grpc.StatusCode.INTERNAL, "INTERNAL"))
-            await _abort(context, ApiError(code, error.message, field=error.field, reason=reason))
+            await abort_with(context, ApiError(code, error.message, field=error.field, reason=reason))
 
     return wrapper
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> NoReturn:
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> NoReturn:
+    """End the call with ``error``'s rich status."""
     # grpc's type stubs predate ServicerContext.abort_with_status in grpc.aio.
     await context.abort_with_status(error.to_status())  # type: ignore[attr-defined]
     raise AssertionError("unreachable: abort raises")  # pragma: no cover

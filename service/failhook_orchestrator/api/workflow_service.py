@@ -15,7 +15,7 @@ from failhook_orchestrator.engine.service import Engine, RunSpec
 from failhook_orchestrator.telemetry import current_traceparent
 
 from .errors import invalid_argument, maps_errors
-from .pagination import decode_token, encode_token, page_size
+from .pagination import PageTokens, page_size
 from .validation import (
     Limits,
     resolve_policy,
@@ -34,10 +34,13 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     """Thin servicer: validate, call the engine, map the result."""
 
-    def __init__(self, engine: Engine, *, limits: Limits, default_policy: RetryPolicy) -> None:
+    def __init__(
+        self, engine: Engine, *, limits: Limits, default_policy: RetryPolicy, tokens: PageTokens
+    ) -> None:
         self._engine = engine
         self._limits = limits
         self._default_policy = default_policy
+        self._tokens = tokens
 
     @maps_errors
     async def StartRun(self, request: pb.StartRunRequest, context: Context) -> pb.StartRunResponse:
@@ -91,7 +94,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         filters = [sorted(request.workflow), list(states), after, before]
         query = RunQuery(
             page_size=size,
-            after=decode_token(request.page_token, filters),
+            after=self._tokens.decode(request.page_token, filters),
             workflows=tuple(request.workflow),
             states=states,
             created_after=after,
@@ -101,7 +104,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         token = ""
         if page.has_more and page.runs:
             last = page.runs[-1]
-            token = encode_token((last.create_time, last.run_id), filters)
+            token = self._tokens.encode((last.create_time, last.run_id), filters)
         return pb.ListRunsResponse(
             runs=[wire.run_to_proto(r, with_steps=False) for r in page.runs], next_page_token=token
         )
