@@ -19,6 +19,15 @@ from .engine.policy import DEFAULT_HOOK_POLICY, DEFAULT_STEP_POLICY, RetryPolicy
 __all__ = ["ConfigError", "Settings", "TargetOverride", "load_settings"]
 
 ENV_PREFIX = "FAILHOOK_"
+#: Headers that carry credentials by convention: redacted in every read unless configured otherwise.
+DEFAULT_SENSITIVE_HEADERS = (
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+)
 
 
 class ConfigError(ValueError):
@@ -59,6 +68,8 @@ class Settings:
         log_level: Logging level name.
         page_token_secret: Key of the page tokens' HMAC (the same on every replica); empty: a
             random key made once and kept in the database.
+        sensitive_headers: Run header names whose values every read shows as ``[redacted]``
+            (they are still forwarded to endpoints and hooks as given).
     """
 
     listen: str = "127.0.0.1:50051"
@@ -81,6 +92,7 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     page_token_secret: str = ""
+    sensitive_headers: tuple[str, ...] = DEFAULT_SENSITIVE_HEADERS
 
     def check(self) -> None:
         """Refuse unusable combinations with a message naming the setting."""
@@ -123,6 +135,11 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "tuple[str, ...]":
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(value)
+            return tuple(sorted({i.strip().lower() for i in items if i.strip()}))
         if kind == "Path | None":
             return Path(value) if value not in (None, "") else None
         return str(value)

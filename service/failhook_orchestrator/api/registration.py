@@ -17,6 +17,7 @@ from failhook.v1 import (
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
+from failhook_orchestrator import wire
 from failhook_orchestrator.config import Settings
 from failhook_orchestrator.engine.service import Engine
 from failhook_orchestrator.store.secrets import shared_secret
@@ -24,6 +25,7 @@ from failhook_orchestrator.store.secrets import shared_secret
 from .dead_letter_service import DeadLetterServicer
 from .decoding import RequestDecodingInterceptor
 from .pagination import PageTokens
+from .shared import ApiShared
 from .validation import Limits
 from .workflow_service import WorkflowServicer
 
@@ -50,10 +52,13 @@ async def page_token_key(settings: Settings) -> bytes:
 async def add_services(server: grpc.aio.Server, engine: Engine, settings: Settings) -> None:
     """Add WorkflowService and DeadLetterService, served by ``engine``, to ``server``."""
     tokens = PageTokens(await page_token_key(settings))
-    limits = Limits(settings.max_payload_bytes)
-    workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-        WorkflowServicer(engine, limits=limits, default_policy=settings.step_policy, tokens=tokens), server
+    shared = ApiShared(
+        limits=Limits(settings.max_payload_bytes),
+        default_policy=settings.step_policy,
+        tokens=tokens,
+        reading=wire.Reading(sensitive_headers=frozenset(settings.sensitive_headers)),
     )
+    workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(engine, shared), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
-        DeadLetterServicer(engine, limits=limits, default_policy=settings.step_policy, tokens=tokens), server
+        DeadLetterServicer(engine, shared), server
     )

@@ -44,6 +44,12 @@ class Limits:
     def __init__(self, max_payload_bytes: int = 1024 * 1024) -> None:
         self.max_payload_bytes = max_payload_bytes
 
+    def payload(self, field: str, payload: bytes) -> bytes:
+        """A run payload within the limit (StartRun's and ResumeRun's alike)."""
+        if len(payload) > self.max_payload_bytes:
+            raise invalid_argument(field, f"is {len(payload)} bytes; the limit is {self.max_payload_bytes}")
+        return payload
+
 
 def validate_workflow(field: str, value: str) -> str:
     """A workflow name: 1-128 characters of letters, digits and ``._:/-``."""

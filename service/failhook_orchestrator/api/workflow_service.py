@@ -9,15 +9,14 @@ import grpc
 from failhook.v1 import workflow_service_pb2 as pb
 from failhook.v1 import workflow_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
-from failhook_orchestrator.engine.policy import RetryPolicy
 from failhook_orchestrator.engine.ports import RunQuery
 from failhook_orchestrator.engine.service import Engine, RunSpec
 from failhook_orchestrator.telemetry import current_traceparent
 
 from .errors import invalid_argument, maps_errors
-from .pagination import PageTokens, page_size
+from .pagination import page_size
+from .shared import ApiShared
 from .validation import (
-    Limits,
     resolve_policy,
     validate_headers,
     validate_run_id,
@@ -34,43 +33,37 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     """Thin servicer: validate, call the engine, map the result."""
 
-    def __init__(
-        self, engine: Engine, *, limits: Limits, default_policy: RetryPolicy, tokens: PageTokens
-    ) -> None:
+    def __init__(self, engine: Engine, shared: ApiShared) -> None:
         self._engine = engine
-        self._limits = limits
-        self._default_policy = default_policy
-        self._tokens = tokens
+        self._shared = shared
 
     @maps_errors
     async def StartRun(self, request: pb.StartRunRequest, context: Context) -> pb.StartRunResponse:
         """Validate and start a run (deduplicated on ``run_id``)."""
-        if len(request.payload) > self._limits.max_payload_bytes:
-            raise invalid_argument(
-                "payload", f"is {len(request.payload)} bytes; the limit is {self._limits.max_payload_bytes}"
-            )
         spec = RunSpec(
             workflow=validate_workflow("workflow", request.workflow),
             endpoint=validate_target("endpoint", request.endpoint, required=True),
             failure_hook=validate_target("failure_hook", request.failure_hook, required=False),
-            payload=request.payload,
+            payload=self._shared.limits.payload("payload", request.payload),
             headers=validate_headers("headers", request.headers),
             retry_policy=resolve_policy(
                 "retry_policy",
                 request.retry_policy if request.HasField("retry_policy") else None,
-                self._default_policy,
+                self._shared.default_policy,
             ),
             run_id=validate_run_id("run_id", request.run_id, required=False),
             trace_context=current_traceparent(),  # StartRun's server span starts the run's trace
         )
         run, deduplicated = await self._engine.start_run(spec)
-        return pb.StartRunResponse(run=wire.run_to_proto(run), deduplicated=deduplicated)
+        return pb.StartRunResponse(
+            run=wire.run_to_proto(run, self._shared.reading), deduplicated=deduplicated
+        )
 
     @maps_errors
     async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
         """Return a run with its steps."""
         run = await self._engine.get_run(validate_run_id("run_id", request.run_id, required=True))
-        return pb.GetRunResponse(run=wire.run_to_proto(run))
+        return pb.GetRunResponse(run=wire.run_to_proto(run, self._shared.reading))
 
     @maps_errors
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
@@ -94,7 +87,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         filters = [sorted(request.workflow), list(states), after, before]
         query = RunQuery(
             page_size=size,
-            after=self._tokens.decode(request.page_token, filters),
+            after=self._shared.tokens.decode(request.page_token, filters),
             workflows=tuple(request.workflow),
             states=states,
             created_after=after,
@@ -104,13 +97,14 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         token = ""
         if page.has_more and page.runs:
             last = page.runs[-1]
-            token = self._tokens.encode((last.create_time, last.run_id), filters)
+            token = self._shared.tokens.encode((last.create_time, last.run_id), filters)
         return pb.ListRunsResponse(
-            runs=[wire.run_to_proto(r, with_steps=False) for r in page.runs], next_page_token=token
+            runs=[wire.run_to_proto(r, self._shared.reading, with_steps=False) for r in page.runs],
+            next_page_token=token,
         )
 
     @maps_errors
     async def CancelRun(self, request: pb.CancelRunRequest, context: Context) -> pb.CancelRunResponse:
         """Cancel a run now or at its next step boundary."""
         run = await self._engine.cancel_run(validate_run_id("run_id", request.run_id, required=True))
-        return pb.CancelRunResponse(run=wire.run_to_proto(run))
+        return pb.CancelRunResponse(run=wire.run_to_proto(run, self._shared.reading))
