@@ -38,9 +38,11 @@ async def test_sensitive_headers_are_redacted_in_every_read_and_forwarded_as_giv
         assert dict(started.headers) == SHOWN
         run = await harness.wait(started.run_id, [run_pb2.RUN_STATE_DEAD_LETTERED])
         assert dict(run.headers) == SHOWN
-        listed = (await harness.runs.ListRuns(ws.ListRunsRequest())).runs
+        listed = (await harness.runs.ListRuns(ws.ListRunsRequest(view=run_pb2.RUN_VIEW_FULL))).runs
         assert [dict(r.headers) for r in listed] == [SHOWN]
-        entries = (await harness.dlq.ListDeadLetters(dl.ListDeadLettersRequest())).dead_letters
+        entries = (
+            await harness.dlq.ListDeadLetters(dl.ListDeadLettersRequest(view=run_pb2.RUN_VIEW_FULL))
+        ).dead_letters
         assert [dict(e.run.headers) for e in entries] == [SHOWN]
         assert dict((await harness.dead_letter(run.dead_letter_id)).run.headers) == SHOWN
         # The endpoint and the hook got the real values.

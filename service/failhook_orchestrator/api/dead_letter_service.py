@@ -10,11 +10,12 @@ import grpc
 from failhook.v1 import dead_letter_service_pb2 as pb
 from failhook.v1 import dead_letter_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
-from failhook_orchestrator.engine.model import now_us
+from failhook_orchestrator.engine.model import DeadLetterRecord, now_us
 from failhook_orchestrator.engine.ports import DeadLetterQuery
 from failhook_orchestrator.engine.service import Engine, ResumeChanges
 from failhook_orchestrator.security.authz import audit_log, caller_identity
 
+from . import listing
 from .errors import invalid_argument, maps_errors
 from .pagination import page_size
 from .shared import ApiShared
@@ -80,19 +81,20 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     ) -> pb.ListDeadLettersResponse:
         """List entries, oldest first, with keyset pagination."""
         query = _query(request, page_size(request.page_size))
+        reading = listing.reading_for(request.view, self._shared.reading)
         fingerprint = _fingerprint(query)
         query = replace(query, after=self._shared.tokens.decode(request.page_token, fingerprint))
-        page = await self._engine.list_dead_letters(query)
+        page = await listing.list_dead_letters(self._engine, query, include_details=reading.details)
+
+        def show(entry: DeadLetterRecord) -> pb.DeadLetter:
+            return wire.dead_letter_to_proto(entry, reading, in_listing=True)
+
+        entries, more = listing.bounded_page(page.entries, show, has_more=page.has_more)
         token = ""
-        if page.has_more and page.entries:
-            last = page.entries[-1]
+        if more:
+            last = page.entries[len(entries) - 1]
             token = self._shared.tokens.encode((last.dead_letter_time, last.dead_letter_id), fingerprint)
-        return pb.ListDeadLettersResponse(
-            dead_letters=[
-                wire.dead_letter_to_proto(e, self._shared.reading, in_listing=True) for e in page.entries
-            ],
-            next_page_token=token,
-        )
+        return pb.ListDeadLettersResponse(dead_letters=entries, next_page_token=token)
 
     @maps_errors
     async def GetDeadLetter(

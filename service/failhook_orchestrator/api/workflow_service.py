@@ -6,13 +6,16 @@ from typing import Any
 
 import grpc
 
+from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as pb
 from failhook.v1 import workflow_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
+from failhook_orchestrator.engine.model import Run
 from failhook_orchestrator.engine.ports import RunQuery
 from failhook_orchestrator.engine.service import Engine, RunSpec
 from failhook_orchestrator.telemetry import current_traceparent
 
+from . import listing
 from .errors import invalid_argument, maps_errors
 from .pagination import page_size
 from .shared import ApiShared
@@ -69,6 +72,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
         """List runs, newest first, with keyset pagination."""
         size = page_size(request.page_size)
+        reading = listing.reading_for(request.view, self._shared.reading)
         for i, name in enumerate(request.workflow):
             validate_workflow(f"workflow[{i}]", name)
         states = tuple(sorted(set(request.state)))
@@ -93,15 +97,17 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             created_after=after,
             created_before=before,
         )
-        page = await self._engine.list_runs(query)
+        page = await listing.list_runs(self._engine, query, include_details=reading.details)
+
+        def show(run: Run) -> run_pb2.WorkflowRun:
+            return wire.run_to_proto(run, reading, with_steps=False)
+
+        runs, more = listing.bounded_page(page.runs, show, has_more=page.has_more)
         token = ""
-        if page.has_more and page.runs:
-            last = page.runs[-1]
+        if more:
+            last = page.runs[len(runs) - 1]
             token = self._shared.tokens.encode((last.create_time, last.run_id), filters)
-        return pb.ListRunsResponse(
-            runs=[wire.run_to_proto(r, self._shared.reading, with_steps=False) for r in page.runs],
-            next_page_token=token,
-        )
+        return pb.ListRunsResponse(runs=runs, next_page_token=token)
 
     @maps_errors
     async def CancelRun(self, request: pb.CancelRunRequest, context: Context) -> pb.CancelRunResponse:
