@@ -13,11 +13,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .engine.limits import PolicyViolation, check_policy
 from .engine.policy import DEFAULT_HOOK_POLICY, DEFAULT_STEP_POLICY, RetryPolicy
 
 __all__ = ["ConfigError", "Settings", "TargetOverride", "load_settings"]
 
 ENV_PREFIX = "FAILHOOK_"
+#: Headers that carry credentials by convention: redacted in every read unless configured otherwise.
+DEFAULT_SENSITIVE_HEADERS = (
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "set-cookie",
+    "x-api-key",
+    "x-auth-token",
+)
 
 
 class ConfigError(ValueError):
@@ -56,6 +66,10 @@ class Settings:
         targets: Outbound TLS overrides by target.
         log_format: ``text`` or ``json``.
         log_level: Logging level name.
+        page_token_secret: Key of the page tokens' HMAC (the same on every replica); empty: a
+            random key made once and kept in the database.
+        sensitive_headers: Run header names whose values every read shows as ``[redacted]``
+            (they are still forwarded to endpoints and hooks as given).
     """
 
     listen: str = "127.0.0.1:50051"
@@ -77,6 +91,8 @@ class Settings:
     targets: Mapping[str, TargetOverride] = field(default_factory=dict)
     log_format: str = "text"
     log_level: str = "INFO"
+    page_token_secret: str = ""
+    sensitive_headers: tuple[str, ...] = DEFAULT_SENSITIVE_HEADERS
 
     def check(self) -> None:
         """Refuse unusable combinations with a message naming the setting."""
@@ -119,6 +135,11 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if kind == "tuple[str, ...]":
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(value)
+            return tuple(sorted({i.strip().lower() for i in items if i.strip()}))
         if kind == "Path | None":
             return Path(value) if value not in (None, "") else None
         return str(value)
@@ -132,13 +153,13 @@ def _policy(name: str, data: Mapping[str, Any], base: RetryPolicy) -> RetryPolic
     if unknown:
         raise ConfigError(f"{name}: unknown keys {sorted(unknown)}")
     values = {**{f.name: getattr(base, f.name) for f in fields(RetryPolicy)}, **data}
-    values["non_retryable_codes"] = frozenset(values["non_retryable_codes"])
-    policy = RetryPolicy(**values)
-    if policy.max_attempts < 1 or policy.backoff_multiplier < 1 or not 0 <= policy.jitter <= 1:
-        raise ConfigError(
-            f"{name}: max_attempts >= 1, backoff_multiplier >= 1 and jitter in [0, 1] are required"
-        )
-    return policy
+    try:
+        values["non_retryable_codes"] = frozenset(values["non_retryable_codes"])
+        return check_policy(RetryPolicy(**values))
+    except PolicyViolation as violation:
+        raise ConfigError(f"{name}.{violation.field}: {violation.message}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def load_settings(

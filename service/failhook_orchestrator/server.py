@@ -22,16 +22,9 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy.engine import make_url
 
 from failhook import tls
-from failhook.v1 import (
-    dead_letter_service_pb2,
-    dead_letter_service_pb2_grpc,
-    workflow_service_pb2,
-    workflow_service_pb2_grpc,
-)
+from failhook.v1 import dead_letter_service_pb2, workflow_service_pb2
 
-from .api.dead_letter_service import DeadLetterServicer
-from .api.validation import Limits
-from .api.workflow_service import WorkflowServicer
+from .api import registration as api
 from .config import Settings
 from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
@@ -129,19 +122,14 @@ class Orchestrator:
             interceptors=[
                 _tracing_server_interceptor(),
                 AuthorizationInterceptor(roles, insecure=s.insecure),
+                *api.interceptors(),
             ],
             options=[
                 *tls.server_options(),
                 ("grpc.max_receive_message_length", s.max_payload_bytes + 64 * 1024),
             ],
         )
-        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(self._engine, limits=Limits(s.max_payload_bytes), default_policy=s.step_policy),
-            server,
-        )
-        dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
-            DeadLetterServicer(self._engine, default_policy=s.step_policy), server
-        )
+        await api.add_services(server, self._engine, s)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

@@ -6,16 +6,26 @@ protobuf message.
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from failhook.v1 import dead_letter_service_pb2 as dl_pb
 from failhook.v1 import run_pb2
 
+from .engine import limits
 from .engine.model import Attempt, DeadLetterRecord, HookOutcome, Run, StepFailureRecord, StepRecord
 from .engine.policy import RetryPolicy
 
 __all__ = [
+    "EVERYTHING",
+    "REDACTED",
+    "Reading",
+    "bounded_duration_us",
     "dead_letter_to_proto",
     "duration_to_seconds",
     "micros_to_timestamp",
@@ -23,14 +33,22 @@ __all__ = [
     "run_context",
     "run_to_proto",
     "step_failure_to_proto",
+    "timestamp_in_range",
     "timestamp_to_micros",
 ]
 
+log = logging.getLogger("failhook.wire")
+
 
 def micros_to_timestamp(micros: int) -> Timestamp:
-    """An epoch-microseconds time as a Timestamp."""
+    """An epoch-microseconds time as a Timestamp, clamped into the range a Timestamp holds.
+
+    Every time that enters the system is bounded (``engine/limits.py``), so only a row written
+    before those bounds can be out of range; it is clamped (and logged once) rather than making
+    a read, and every listing that holds it, fail.
+    """
     ts = Timestamp()
-    ts.FromMicroseconds(micros)
+    ts.FromMicroseconds(_clamped("time", micros, limits.MIN_TIME_US, limits.MAX_TIME_US))
     return ts
 
 
@@ -39,19 +57,48 @@ def timestamp_to_micros(ts: Timestamp) -> int:
     return int(ts.ToMicroseconds())
 
 
+def timestamp_in_range(ts: Timestamp) -> bool:
+    """Whether a (caller's) Timestamp is valid: 0001-01-01 to 9999-12-31, nanos in [0, 1e9)."""
+    seconds_ok = limits.MIN_TIME_US // 1_000_000 <= ts.seconds <= limits.MAX_TIME_US // 1_000_000
+    return seconds_ok and 0 <= ts.nanos < 1_000_000_000
+
+
+#: The range of ``google.protobuf.Duration``: +-10,000 years, in microseconds.
+_MAX_DURATION_US = 315_576_000_000 * 1_000_000
+_reported: set[str] = set()
+
+
+def _clamped(kind: str, value: int, low: int, high: int) -> int:
+    if low <= value <= high:
+        return value
+    if kind not in _reported:  # once per process and kind: a bad row is read on every listing
+        _reported.add(kind)
+        log.warning("a stored %s (%d) is out of range and is shown clamped; logged once", kind, value)
+    return max(low, min(high, value))
+
+
 def _duration_us(micros: int) -> Duration:
     d = Duration()
-    d.FromMicroseconds(micros)
+    d.FromMicroseconds(_clamped("duration", micros, -_MAX_DURATION_US, _MAX_DURATION_US))
     return d
 
 
 def _duration_s(seconds: float) -> Duration:
-    return _duration_us(round(seconds * 1_000_000))
+    if not math.isfinite(seconds):
+        seconds = math.copysign(_MAX_DURATION_US / 1e6, seconds) if math.isinf(seconds) else 0.0
+    return _duration_us(round(max(-_MAX_DURATION_US / 1e6, min(_MAX_DURATION_US / 1e6, seconds)) * 1e6))
 
 
 def duration_to_seconds(d: Duration) -> float:
     """A Duration in seconds."""
     return float(d.seconds) + d.nanos / 1e9
+
+
+def bounded_duration_us(d: Duration, maximum_seconds: float) -> int:
+    """A Duration from a worker's answer (e.g. ``retry_after``) in microseconds, cut to
+    ``[0, maximum_seconds]``: what a worker asks for never stores a time a read cannot show."""
+    micros = d.seconds * 1_000_000 + d.nanos // 1000
+    return max(0, min(int(maximum_seconds * 1_000_000), micros))
 
 
 def policy_to_proto(policy: RetryPolicy) -> run_pb2.RetryPolicy:
@@ -67,7 +114,35 @@ def policy_to_proto(policy: RetryPolicy) -> run_pb2.RetryPolicy:
     )
 
 
-def attempt_to_proto(a: Attempt) -> run_pb2.StepAttempt:
+#: What a read shows instead of a sensitive header's value.
+REDACTED = "[redacted]"
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """How a read shows records to its caller (the dispatcher uses the default: everything).
+
+    Attributes:
+        details: False for the BASIC view of listings: no payload, headers, step outputs, output
+            or attempt history (nor the failure's response body and trailing metadata).
+        sensitive_headers: Header names (lowercase) whose values are shown as ``[redacted]``, in
+            run headers and in the trailing metadata of attempts alike.
+    """
+
+    details: bool = True
+    sensitive_headers: frozenset[str] = frozenset()
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        """``headers`` with the sensitive values hidden."""
+        if not self.sensitive_headers:
+            return dict(headers)
+        return {k: REDACTED if k.lower() in self.sensitive_headers else v for k, v in headers.items()}
+
+
+EVERYTHING = Reading()
+
+
+def attempt_to_proto(a: Attempt, reading: Reading = EVERYTHING) -> run_pb2.StepAttempt:
     """One failed attempt as a message."""
     msg = run_pb2.StepAttempt(
         attempt=a.attempt,
@@ -75,7 +150,7 @@ def attempt_to_proto(a: Attempt) -> run_pb2.StepAttempt:
         status_code=a.status_code,
         message=a.message,
         response=a.response,
-        trailing_metadata=a.trailing_metadata,
+        trailing_metadata=reading.headers(a.trailing_metadata),
         start_time=micros_to_timestamp(a.start_time),
         duration=_duration_us(a.duration_us),
         retryable=a.retryable,
@@ -85,31 +160,33 @@ def attempt_to_proto(a: Attempt) -> run_pb2.StepAttempt:
     return msg
 
 
-def step_failure_to_proto(f: StepFailureRecord) -> run_pb2.StepFailure:
+def step_failure_to_proto(f: StepFailureRecord, reading: Reading = EVERYTHING) -> run_pb2.StepFailure:
     """The failure that ended a run as a message."""
     last = f.last
-    return run_pb2.StepFailure(
+    msg = run_pb2.StepFailure(
         step_name=last.step_name,
         step_index=f.step_index,
         attempt=last.attempt,
         status_code=last.status_code,
         message=last.message,
-        response=last.response,
-        trailing_metadata=last.trailing_metadata,
         time=micros_to_timestamp(last.start_time + last.duration_us),
         duration=_duration_us(last.duration_us),
         retryable=last.retryable,
         reason=int(f.reason),  # type: ignore[arg-type]
-        attempts=[attempt_to_proto(a) for a in f.attempts],
     )
+    if reading.details:
+        msg.response = last.response
+        msg.trailing_metadata.update(reading.headers(last.trailing_metadata))
+        msg.attempts.extend(attempt_to_proto(a, reading) for a in f.attempts)
+    return msg
 
 
-def _step_to_proto(s: StepRecord) -> run_pb2.Step:
+def _step_to_proto(s: StepRecord, reading: Reading) -> run_pb2.Step:
     msg = run_pb2.Step(
         name=s.name,
         kind=int(s.kind),  # type: ignore[arg-type]
         output=s.output,
-        attempts=[attempt_to_proto(a) for a in s.attempts],
+        attempts=[attempt_to_proto(a, reading) for a in s.attempts],
         complete_time=micros_to_timestamp(s.complete_time),
     )
     if s.wake_time is not None:
@@ -117,19 +194,20 @@ def _step_to_proto(s: StepRecord) -> run_pb2.Step:
     return msg
 
 
-def run_to_proto(run: Run, *, with_steps: bool = True, with_failure: bool = True) -> run_pb2.WorkflowRun:
-    """A run as a message (steps omitted in listings; the failure too inside a DLQ listing)."""
+def run_to_proto(
+    run: Run, reading: Reading = EVERYTHING, *, with_steps: bool = True, with_failure: bool = True
+) -> run_pb2.WorkflowRun:
+    """A run as a message (the failure is left out inside a DLQ entry, which has its own).
+
+    Steps are shown with ``with_steps`` and full details only.
+    """
     msg = run_pb2.WorkflowRun(
         run_id=run.run_id,
         workflow=run.workflow,
         state=int(run.state),  # type: ignore[arg-type]
         endpoint=run.endpoint,
         failure_hook=run.hook_target,
-        payload=run.payload,
-        headers=run.headers,
         retry_policy=policy_to_proto(run.retry_policy),
-        pending_attempts=[attempt_to_proto(a) for a in run.pending_attempts],
-        output=run.output,
         create_time=micros_to_timestamp(run.create_time),
         update_time=micros_to_timestamp(run.update_time),
         trace_id=run.trace_id,
@@ -139,10 +217,15 @@ def run_to_proto(run: Run, *, with_steps: bool = True, with_failure: bool = True
         dead_letter_id=run.dead_letter_id,
         step_count=run.step_count,
     )
-    if with_steps:
-        msg.steps.extend(_step_to_proto(s) for s in run.steps)
+    if reading.details:
+        msg.payload = run.payload
+        msg.headers.update(reading.headers(run.headers))
+        msg.output = run.output
+        msg.pending_attempts.extend(attempt_to_proto(a, reading) for a in run.pending_attempts)
+        if with_steps:
+            msg.steps.extend(_step_to_proto(s, reading) for s in run.steps)
     if with_failure and run.failure is not None:
-        msg.failure.CopyFrom(step_failure_to_proto(run.failure))
+        msg.failure.CopyFrom(step_failure_to_proto(run.failure, reading))
     if run.finish_time is not None:
         msg.finish_time.CopyFrom(micros_to_timestamp(run.finish_time))
     if run.due_time is not None:
@@ -167,12 +250,14 @@ def _hook_to_proto(hook: HookOutcome, key: str) -> dl_pb.FailureHookOutcome:
     return msg
 
 
-def dead_letter_to_proto(record: DeadLetterRecord, *, with_steps: bool = True) -> dl_pb.DeadLetter:
-    """A DLQ entry as a message."""
+def dead_letter_to_proto(
+    record: DeadLetterRecord, reading: Reading = EVERYTHING, *, in_listing: bool = False
+) -> dl_pb.DeadLetter:
+    """A DLQ entry as a message; in a listing its run carries no steps and no (repeated) failure."""
     return dl_pb.DeadLetter(
         dead_letter_id=record.dead_letter_id,
-        run=run_to_proto(record.run, with_steps=with_steps, with_failure=with_steps),
-        failure=step_failure_to_proto(record.failure),
+        run=run_to_proto(record.run, reading, with_steps=not in_listing, with_failure=not in_listing),
+        failure=step_failure_to_proto(record.failure, reading),
         hook=_hook_to_proto(record.hook, record.idempotency_key),
         dead_letter_time=micros_to_timestamp(record.dead_letter_time),
         trace_id=record.run.trace_id,

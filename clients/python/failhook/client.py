@@ -202,6 +202,7 @@ class OrchestratorClient:
         created_before: datetime | Timestamp | None = None,
         page_size: int = 0,
         page_token: str = "",
+        view: run_pb2.RunView.ValueType = run_pb2.RUN_VIEW_BASIC,
     ) -> ws_pb.ListRunsResponse:
         """Return one page of runs, newest first (``ListRuns``).
 
@@ -212,12 +213,14 @@ class OrchestratorClient:
             created_before: Keep runs created before this time.
             page_size: The most runs to return; 0 takes the server's default.
             page_token: The previous page's ``next_page_token``; empty for the first page.
+            view: ``RUN_VIEW_BASIC`` (no payload, headers, output or attempt history) or
+                ``RUN_VIEW_FULL``; :meth:`get_run` returns everything.
 
         Returns:
             The page; its ``next_page_token`` is empty on the last page.
         """
         request = ws_pb.ListRunsRequest(
-            workflow=list(workflow), state=list(state), page_size=page_size, page_token=page_token
+            workflow=list(workflow), state=list(state), page_size=page_size, page_token=page_token, view=view
         )
         if created_after is not None:
             request.create_time_after.CopyFrom(_timestamp(created_after))
@@ -233,6 +236,7 @@ class OrchestratorClient:
         created_after: datetime | Timestamp | None = None,
         created_before: datetime | Timestamp | None = None,
         page_size: int = 0,
+        view: run_pb2.RunView.ValueType = run_pb2.RUN_VIEW_BASIC,
     ) -> AsyncGenerator[run_pb2.WorkflowRun, None]:
         """Yield every run that matches, newest first, fetching page after page.
 
@@ -242,6 +246,7 @@ class OrchestratorClient:
             created_after: Keep runs created at or after this time.
             created_before: Keep runs created before this time.
             page_size: Runs per call; 0 takes the server's default.
+            view: How much of each run to fetch (see :meth:`list_runs`).
 
         Yields:
             The runs (without their steps; :meth:`get_run` returns them).
@@ -255,6 +260,7 @@ class OrchestratorClient:
                 created_before=created_before,
                 page_size=page_size,
                 page_token=token,
+                view=view,
             )
             for run in page.runs:
                 yield run
@@ -277,7 +283,12 @@ class OrchestratorClient:
     # DeadLetterService
 
     async def list_dead_letters(
-        self, filter: dl_pb.DeadLetterFilter | None = None, *, page_size: int = 0, page_token: str = ""
+        self,
+        filter: dl_pb.DeadLetterFilter | None = None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        view: run_pb2.RunView.ValueType = run_pb2.RUN_VIEW_BASIC,
     ) -> dl_pb.ListDeadLettersResponse:
         """Return one page of dead letters, oldest first (``ListDeadLetters``).
 
@@ -285,11 +296,13 @@ class OrchestratorClient:
             filter: Selects the entries; ``None`` selects all.
             page_size: The most entries to return; 0 takes the server's default.
             page_token: The previous page's ``next_page_token``; empty for the first page.
+            view: ``RUN_VIEW_BASIC`` (no payload, headers or attempt history) or ``RUN_VIEW_FULL``;
+                :meth:`get_dead_letter` returns everything.
 
         Returns:
             The page; its ``next_page_token`` is empty on the last page.
         """
-        request = dl_pb.ListDeadLettersRequest(page_size=page_size, page_token=page_token)
+        request = dl_pb.ListDeadLettersRequest(page_size=page_size, page_token=page_token, view=view)
         if filter is not None:
             request.workflow.extend(filter.workflow)
             request.failed_step.extend(filter.failed_step)
@@ -302,20 +315,25 @@ class OrchestratorClient:
         return await self._dlq.ListDeadLetters(request, timeout=self._timeout)
 
     async def iter_dead_letters(
-        self, filter: dl_pb.DeadLetterFilter | None = None, *, page_size: int = 0
+        self,
+        filter: dl_pb.DeadLetterFilter | None = None,
+        *,
+        page_size: int = 0,
+        view: run_pb2.RunView.ValueType = run_pb2.RUN_VIEW_BASIC,
     ) -> AsyncGenerator[dl_pb.DeadLetter, None]:
         """Yield every dead letter that matches, oldest first, fetching page after page.
 
         Args:
             filter: Selects the entries; ``None`` selects all.
             page_size: Entries per call; 0 takes the server's default.
+            view: How much of each entry to fetch (see :meth:`list_dead_letters`).
 
         Yields:
             The entries (their runs without steps; :meth:`get_dead_letter` returns them).
         """
         token = ""
         while True:
-            page = await self.list_dead_letters(filter, page_size=page_size, page_token=token)
+            page = await self.list_dead_letters(filter, page_size=page_size, page_token=token, view=view)
             for entry in page.dead_letters:
                 yield entry
             token = page.next_page_token

@@ -10,15 +10,22 @@ import grpc
 from failhook.v1 import dead_letter_service_pb2 as pb
 from failhook.v1 import dead_letter_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
-from failhook_orchestrator.engine.model import now_us
-from failhook_orchestrator.engine.policy import RetryPolicy
+from failhook_orchestrator.engine.model import DeadLetterRecord, now_us
 from failhook_orchestrator.engine.ports import DeadLetterQuery
 from failhook_orchestrator.engine.service import Engine, ResumeChanges
 from failhook_orchestrator.security.authz import audit_log, caller_identity
 
+from . import listing
 from .errors import invalid_argument, maps_errors
-from .pagination import decode_token, encode_token, page_size
-from .validation import resolve_policy, validate_headers, validate_id, validate_workflow
+from .pagination import page_size
+from .shared import ApiShared
+from .validation import (
+    resolve_policy,
+    validate_headers,
+    validate_id,
+    validate_timestamp,
+    validate_workflow,
+)
 
 __all__ = ["DeadLetterServicer"]
 
@@ -43,9 +50,9 @@ def _query(
         )
     after = before = None
     if filter_.HasField("dead_lettered_after"):
-        after = wire.timestamp_to_micros(filter_.dead_lettered_after)
+        after = validate_timestamp(f"{prefix}dead_lettered_after", filter_.dead_lettered_after)
     if filter_.HasField("dead_lettered_before"):
-        before = wire.timestamp_to_micros(filter_.dead_lettered_before)
+        before = validate_timestamp(f"{prefix}dead_lettered_before", filter_.dead_lettered_before)
     return DeadLetterQuery(
         page_size=size,
         workflows=tuple(sorted(set(filter_.workflow))),
@@ -64,9 +71,9 @@ def _fingerprint(q: DeadLetterQuery) -> list[Any]:
 class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     """Thin servicer: validate, call the engine, map the result; every change is audited."""
 
-    def __init__(self, engine: Engine, *, default_policy: RetryPolicy) -> None:
+    def __init__(self, engine: Engine, shared: ApiShared) -> None:
         self._engine = engine
-        self._default_policy = default_policy
+        self._shared = shared
 
     @maps_errors
     async def ListDeadLetters(
@@ -74,17 +81,20 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     ) -> pb.ListDeadLettersResponse:
         """List entries, oldest first, with keyset pagination."""
         query = _query(request, page_size(request.page_size))
+        reading = listing.reading_for(request.view, self._shared.reading)
         fingerprint = _fingerprint(query)
-        query = replace(query, after=decode_token(request.page_token, fingerprint))
-        page = await self._engine.list_dead_letters(query)
+        query = replace(query, after=self._shared.tokens.decode(request.page_token, fingerprint))
+        page = await listing.list_dead_letters(self._engine, query, include_details=reading.details)
+
+        def show(entry: DeadLetterRecord) -> pb.DeadLetter:
+            return wire.dead_letter_to_proto(entry, reading, in_listing=True)
+
+        entries, more = listing.bounded_page(page.entries, show, has_more=page.has_more)
         token = ""
-        if page.has_more and page.entries:
-            last = page.entries[-1]
-            token = encode_token((last.dead_letter_time, last.dead_letter_id), fingerprint)
-        return pb.ListDeadLettersResponse(
-            dead_letters=[wire.dead_letter_to_proto(e, with_steps=False) for e in page.entries],
-            next_page_token=token,
-        )
+        if more:
+            last = page.entries[len(entries) - 1]
+            token = self._shared.tokens.encode((last.dead_letter_time, last.dead_letter_id), fingerprint)
+        return pb.ListDeadLettersResponse(dead_letters=entries, next_page_token=token)
 
     @maps_errors
     async def GetDeadLetter(
@@ -92,7 +102,7 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     ) -> pb.GetDeadLetterResponse:
         """Return one entry with its run's steps."""
         record = await self._engine.get_dead_letter(validate_id("dead_letter_id", request.dead_letter_id))
-        return pb.GetDeadLetterResponse(dead_letter=wire.dead_letter_to_proto(record))
+        return pb.GetDeadLetterResponse(dead_letter=wire.dead_letter_to_proto(record, self._shared.reading))
 
     @maps_errors
     async def RestartRun(self, request: pb.RestartRunRequest, context: Context) -> pb.RestartRunResponse:
@@ -102,7 +112,7 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         audit_log(
             "dlq.restart", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
         )
-        return pb.RestartRunResponse(run=wire.run_to_proto(run))
+        return pb.RestartRunResponse(run=wire.run_to_proto(run, self._shared.reading))
 
     @maps_errors
     async def ResumeRun(self, request: pb.ResumeRunRequest, context: Context) -> pb.ResumeRunResponse:
@@ -112,7 +122,7 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
             payload=request.payload if request.HasField("payload") else None,
             headers=validate_headers("headers", request.headers),
             replace_headers=request.replace_headers,
-            retry_policy=resolve_policy("retry_policy", request.retry_policy, self._default_policy)
+            retry_policy=resolve_policy("retry_policy", request.retry_policy, self._shared.default_policy)
             if request.HasField("retry_policy")
             else None,
         )
@@ -120,7 +130,7 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         audit_log(
             "dlq.resume", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
         )
-        return pb.ResumeRunResponse(run=wire.run_to_proto(run))
+        return pb.ResumeRunResponse(run=wire.run_to_proto(run, self._shared.reading))
 
     @maps_errors
     async def RetryFailureHook(
@@ -130,7 +140,9 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
         record = await self._engine.retry_hook(dead_letter_id)
         audit_log("dlq.retry_hook", caller_identity(context), dead_letter_id=dead_letter_id)
-        return pb.RetryFailureHookResponse(dead_letter=wire.dead_letter_to_proto(record))
+        return pb.RetryFailureHookResponse(
+            dead_letter=wire.dead_letter_to_proto(record, self._shared.reading)
+        )
 
     @maps_errors
     async def DeleteDeadLetter(

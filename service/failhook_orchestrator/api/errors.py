@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -12,6 +13,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from sqlalchemy.exc import SQLAlchemyError
 
 from failhook_orchestrator.engine.errors import (
     AlreadyExistsError,
@@ -19,11 +21,12 @@ from failhook_orchestrator.engine.errors import (
     FailedPreconditionError,
     NotFoundError,
 )
+from failhook_orchestrator.engine.limits import ERROR_DOMAIN
 
-__all__ = ["ApiError", "invalid_argument", "maps_errors"]
+__all__ = ["ApiError", "abort_with", "internal_error", "invalid_argument", "maps_errors"]
 
 log = logging.getLogger("failhook.api")
-DOMAIN = "failhook.dev"
+DOMAIN = ERROR_DOMAIN
 
 _ENGINE_CODES: dict[type[EngineError], tuple[grpc.StatusCode, str]] = {
     NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
@@ -85,15 +88,50 @@ def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await handler(self, request, context)
         except ApiError as error:
-            await _abort(context, error)
+            await abort_with(context, error)
         except EngineError as error:
             code, reason = _ENGINE_CODES.get(type(error), (grpc.StatusCode.INTERNAL, "INTERNAL"))
-            await _abort(context, ApiError(code, error.message, field=error.field, reason=reason))
+            await abort_with(context, ApiError(code, error.message, field=error.field, reason=reason))
+        except Exception as error:  # the caller gets a generic status, never the text
+            await abort_with(context, internal_error(handler.__name__, error))
 
     return wrapper
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> NoReturn:
+#: Failures of the database or of the connection to it: worth retrying, say so with UNAVAILABLE.
+_UNAVAILABLE = (SQLAlchemyError, OSError, TimeoutError)
+
+
+def internal_error(method: str, error: Exception) -> ApiError:
+    """The status for an unexpected exception: UNAVAILABLE for the database, else INTERNAL.
+
+    Neither the message nor the log carries the exception's text: a database error's text holds
+    the SQL and may hold the statement's parameters (a run's payload and headers). The log has
+    the exception's type, its SQLSTATE when there is one, and a reference the caller is given.
+    """
+    reference = uuid.uuid4().hex[:12]
+    if isinstance(error, _UNAVAILABLE):
+        origin = getattr(error, "orig", None) or error
+        sqlstate = getattr(origin, "sqlstate", None) or getattr(origin, "pgcode", None) or "-"
+        log.error(
+            "%s: database unavailable: %s / %s (sqlstate %s) [ref %s]",
+            method,
+            type(error).__name__,
+            type(origin).__name__,
+            sqlstate,
+            reference,
+        )
+        return ApiError(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the database cannot serve the request now; retry later (ref {reference})",
+            reason="DATABASE_UNAVAILABLE",
+        )
+    log.error("%s: internal error %s [ref %s]", method, type(error).__name__, reference, exc_info=error)
+    return ApiError(grpc.StatusCode.INTERNAL, f"internal error (ref {reference})", reason="INTERNAL")
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: ApiError) -> NoReturn:
+    """End the call with ``error``'s rich status."""
     # grpc's type stubs predate ServicerContext.abort_with_status in grpc.aio.
     await context.abort_with_status(error.to_status())  # type: ignore[attr-defined]
     raise AssertionError("unreachable: abort raises")  # pragma: no cover

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from failhook.v1 import run_pb2
+from failhook_orchestrator import wire
+from failhook_orchestrator.engine import limits
 from failhook_orchestrator.engine.policy import RetryPolicy
 
 from .errors import invalid_argument
 
 __all__ = [
     "Limits",
+    "duration_seconds",
     "resolve_policy",
     "validate_headers",
     "validate_id",
     "validate_run_id",
     "validate_target",
+    "validate_timestamp",
     "validate_workflow",
 ]
 
-_WORKFLOW = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 _HEADER_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
@@ -40,16 +44,19 @@ class Limits:
     def __init__(self, max_payload_bytes: int = 1024 * 1024) -> None:
         self.max_payload_bytes = max_payload_bytes
 
+    def payload(self, field: str, payload: bytes) -> bytes:
+        """A run payload within the limit (StartRun's and ResumeRun's alike)."""
+        if len(payload) > self.max_payload_bytes:
+            raise invalid_argument(field, f"is {len(payload)} bytes; the limit is {self.max_payload_bytes}")
+        return payload
+
 
 def validate_workflow(field: str, value: str) -> str:
     """A workflow name: 1-128 characters of letters, digits and ``._:/-``."""
     if not value:
         raise invalid_argument(field, "is required")
-    if not _WORKFLOW.fullmatch(value):
-        raise invalid_argument(
-            field,
-            f"{value[:140]!r} is not a workflow name (1-128 letters, digits and '._:/-', alphanumeric first)",
-        )
+    if not limits.WORKFLOW_NAME.fullmatch(value):
+        raise invalid_argument(field, f"{value[:140]!r} is not a workflow name ({limits.WORKFLOW_NAME_RULE})")
     return value
 
 
@@ -97,6 +104,17 @@ def validate_target(field: str, value: str, *, required: bool) -> str:
     return value
 
 
+def validate_timestamp(field: str, ts: Timestamp) -> int:
+    """A filter's Timestamp in epoch microseconds; INVALID_ARGUMENT outside 0001..9999 or bad nanos."""
+    if not wire.timestamp_in_range(ts):
+        raise invalid_argument(
+            field,
+            f"({ts.seconds}s, {ts.nanos}ns) is not a valid timestamp"
+            " (0001-01-01 to 9999-12-31, nanos in 0..999999999)",
+        )
+    return wire.timestamp_to_micros(ts)
+
+
 def validate_headers(field: str, headers: Mapping[str, str]) -> dict[str, str]:
     """Headers forwarded as gRPC metadata: lowercase keys, printable ASCII values, bounded size."""
     if len(headers) > MAX_HEADERS:
@@ -121,67 +139,51 @@ def validate_headers(field: str, headers: Mapping[str, str]) -> dict[str, str]:
     return dict(headers)
 
 
-def _seconds(field: str, d: Duration) -> float:
+#: Largest ``seconds`` a ``google.protobuf.Duration`` may hold (10,000 years).
+_DURATION_SECONDS = 315_576_000_000
+#: Request policy fields by the engine's name of them (the config file uses the engine's names).
+_POLICY_FIELDS = {"non_retryable_codes": "non_retryable_status_codes"}
+
+
+def duration_seconds(field: str, d: Duration, *, maximum: float) -> float:
+    """A request's Duration in seconds: non-negative, well-formed and at most ``maximum``."""
     if d.seconds < 0 or d.nanos < 0:
         raise invalid_argument(field, "must not be negative")
-    if d.nanos >= 1_000_000_000:
-        raise invalid_argument(field, "is not a valid duration (nanos out of range)")
-    return d.seconds + d.nanos / 1e9
+    if d.nanos >= 1_000_000_000 or d.seconds > _DURATION_SECONDS:
+        raise invalid_argument(field, "is not a valid duration (seconds or nanos out of range)")
+    seconds = d.seconds + d.nanos / 1e9
+    if seconds > maximum:
+        raise invalid_argument(field, f"is {seconds:g}s; at most {maximum:g}s is allowed")
+    return seconds
 
 
 def resolve_policy(field: str, policy: run_pb2.RetryPolicy | None, default: RetryPolicy) -> RetryPolicy:
-    """The complete policy: the request's fields over the server's defaults, checked for sanity."""
+    """The complete policy: the request's fields over the server's defaults, checked by the
+    rules the config file obeys too (:func:`~failhook_orchestrator.engine.limits.check_policy`)."""
     if policy is None:
         return default
-    max_attempts = default.max_attempts
+    values: dict[str, object] = {}
     if policy.HasField("max_attempts"):
-        max_attempts = policy.max_attempts
-        if not 1 <= max_attempts <= 100:
-            raise invalid_argument(f"{field}.max_attempts", f"must be between 1 and 100, got {max_attempts}")
-    initial = (
-        _seconds(f"{field}.initial_backoff", policy.initial_backoff)
-        if policy.HasField("initial_backoff")
-        else default.initial_backoff
-    )
-    maximum = (
-        _seconds(f"{field}.max_backoff", policy.max_backoff)
-        if policy.HasField("max_backoff")
-        else default.max_backoff
-    )
-    if maximum < initial:
-        raise invalid_argument(
-            f"{field}.max_backoff", f"({maximum}s) must not be less than initial_backoff ({initial}s)"
+        values["max_attempts"] = policy.max_attempts
+    backoff, timeout = limits.MAX_BACKOFF_SECONDS, limits.MAX_ATTEMPT_TIMEOUT_SECONDS
+    if policy.HasField("initial_backoff"):
+        values["initial_backoff"] = duration_seconds(
+            f"{field}.initial_backoff", policy.initial_backoff, maximum=backoff
         )
-    multiplier = default.backoff_multiplier
-    if policy.HasField("backoff_multiplier"):
-        multiplier = policy.backoff_multiplier
-        if not math.isfinite(multiplier) or multiplier < 1:
-            raise invalid_argument(f"{field}.backoff_multiplier", f"must be at least 1, got {multiplier}")
-    jitter = default.jitter
-    if policy.HasField("jitter"):
-        jitter = policy.jitter
-        if not 0 <= jitter <= 1:
-            raise invalid_argument(f"{field}.jitter", f"must be between 0 and 1, got {jitter}")
-    timeout = default.attempt_timeout
+    if policy.HasField("max_backoff"):
+        values["max_backoff"] = duration_seconds(f"{field}.max_backoff", policy.max_backoff, maximum=backoff)
     if policy.HasField("attempt_timeout"):
-        timeout = _seconds(f"{field}.attempt_timeout", policy.attempt_timeout)
-        if not 0 < timeout <= 3600:
-            raise invalid_argument(f"{field}.attempt_timeout", "must be positive and at most 1h")
-    codes = default.non_retryable_codes
+        values["attempt_timeout"] = duration_seconds(
+            f"{field}.attempt_timeout", policy.attempt_timeout, maximum=timeout
+        )
+    if policy.HasField("backoff_multiplier"):
+        values["backoff_multiplier"] = policy.backoff_multiplier
+    if policy.HasField("jitter"):
+        values["jitter"] = policy.jitter
     if policy.HasField("non_retryable_status_codes"):
-        listed = policy.non_retryable_status_codes.codes
-        bad = [c for c in listed if not 1 <= c <= 16]
-        if bad:
-            raise invalid_argument(
-                f"{field}.non_retryable_status_codes", f"{bad} are not gRPC error codes (1-16)"
-            )
-        codes = frozenset(listed)
-    return RetryPolicy(
-        max_attempts=max_attempts,
-        initial_backoff=initial,
-        backoff_multiplier=multiplier,
-        max_backoff=maximum,
-        jitter=jitter,
-        attempt_timeout=timeout,
-        non_retryable_codes=codes,
-    )
+        values["non_retryable_codes"] = frozenset(policy.non_retryable_status_codes.codes)
+    try:
+        return limits.check_policy(replace(default, **values))  # type: ignore[arg-type]
+    except limits.PolicyViolation as violation:
+        name = _POLICY_FIELDS.get(violation.field, violation.field)
+        raise invalid_argument(f"{field}.{name}", violation.message) from None

@@ -6,22 +6,25 @@ from typing import Any
 
 import grpc
 
+from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as pb
 from failhook.v1 import workflow_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
-from failhook_orchestrator.engine.policy import RetryPolicy
+from failhook_orchestrator.engine.model import Run
 from failhook_orchestrator.engine.ports import RunQuery
 from failhook_orchestrator.engine.service import Engine, RunSpec
 from failhook_orchestrator.telemetry import current_traceparent
 
+from . import listing
 from .errors import invalid_argument, maps_errors
-from .pagination import decode_token, encode_token, page_size
+from .pagination import page_size
+from .shared import ApiShared
 from .validation import (
-    Limits,
     resolve_policy,
     validate_headers,
     validate_run_id,
     validate_target,
+    validate_timestamp,
     validate_workflow,
 )
 
@@ -33,80 +36,81 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
     """Thin servicer: validate, call the engine, map the result."""
 
-    def __init__(self, engine: Engine, *, limits: Limits, default_policy: RetryPolicy) -> None:
+    def __init__(self, engine: Engine, shared: ApiShared) -> None:
         self._engine = engine
-        self._limits = limits
-        self._default_policy = default_policy
+        self._shared = shared
 
     @maps_errors
     async def StartRun(self, request: pb.StartRunRequest, context: Context) -> pb.StartRunResponse:
         """Validate and start a run (deduplicated on ``run_id``)."""
-        if len(request.payload) > self._limits.max_payload_bytes:
-            raise invalid_argument(
-                "payload", f"is {len(request.payload)} bytes; the limit is {self._limits.max_payload_bytes}"
-            )
         spec = RunSpec(
             workflow=validate_workflow("workflow", request.workflow),
             endpoint=validate_target("endpoint", request.endpoint, required=True),
             failure_hook=validate_target("failure_hook", request.failure_hook, required=False),
-            payload=request.payload,
+            payload=self._shared.limits.payload("payload", request.payload),
             headers=validate_headers("headers", request.headers),
             retry_policy=resolve_policy(
                 "retry_policy",
                 request.retry_policy if request.HasField("retry_policy") else None,
-                self._default_policy,
+                self._shared.default_policy,
             ),
             run_id=validate_run_id("run_id", request.run_id, required=False),
             trace_context=current_traceparent(),  # StartRun's server span starts the run's trace
         )
         run, deduplicated = await self._engine.start_run(spec)
-        return pb.StartRunResponse(run=wire.run_to_proto(run), deduplicated=deduplicated)
+        return pb.StartRunResponse(
+            run=wire.run_to_proto(run, self._shared.reading), deduplicated=deduplicated
+        )
 
     @maps_errors
     async def GetRun(self, request: pb.GetRunRequest, context: Context) -> pb.GetRunResponse:
         """Return a run with its steps."""
         run = await self._engine.get_run(validate_run_id("run_id", request.run_id, required=True))
-        return pb.GetRunResponse(run=wire.run_to_proto(run))
+        return pb.GetRunResponse(run=wire.run_to_proto(run, self._shared.reading))
 
     @maps_errors
     async def ListRuns(self, request: pb.ListRunsRequest, context: Context) -> pb.ListRunsResponse:
         """List runs, newest first, with keyset pagination."""
         size = page_size(request.page_size)
+        reading = listing.reading_for(request.view, self._shared.reading)
         for i, name in enumerate(request.workflow):
             validate_workflow(f"workflow[{i}]", name)
         states = tuple(sorted(set(request.state)))
         if any(s not in range(1, 8) for s in states):
             raise invalid_argument("state", f"holds unknown states {list(states)}")
         after = (
-            wire.timestamp_to_micros(request.create_time_after)
+            validate_timestamp("create_time_after", request.create_time_after)
             if request.HasField("create_time_after")
             else None
         )
         before = (
-            wire.timestamp_to_micros(request.create_time_before)
+            validate_timestamp("create_time_before", request.create_time_before)
             if request.HasField("create_time_before")
             else None
         )
         filters = [sorted(request.workflow), list(states), after, before]
         query = RunQuery(
             page_size=size,
-            after=decode_token(request.page_token, filters),
+            after=self._shared.tokens.decode(request.page_token, filters),
             workflows=tuple(request.workflow),
             states=states,
             created_after=after,
             created_before=before,
         )
-        page = await self._engine.list_runs(query)
+        page = await listing.list_runs(self._engine, query, include_details=reading.details)
+
+        def show(run: Run) -> run_pb2.WorkflowRun:
+            return wire.run_to_proto(run, reading, with_steps=False)
+
+        runs, more = listing.bounded_page(page.runs, show, has_more=page.has_more)
         token = ""
-        if page.has_more and page.runs:
-            last = page.runs[-1]
-            token = encode_token((last.create_time, last.run_id), filters)
-        return pb.ListRunsResponse(
-            runs=[wire.run_to_proto(r, with_steps=False) for r in page.runs], next_page_token=token
-        )
+        if more:
+            last = page.runs[len(runs) - 1]
+            token = self._shared.tokens.encode((last.create_time, last.run_id), filters)
+        return pb.ListRunsResponse(runs=runs, next_page_token=token)
 
     @maps_errors
     async def CancelRun(self, request: pb.CancelRunRequest, context: Context) -> pb.CancelRunResponse:
         """Cancel a run now or at its next step boundary."""
         run = await self._engine.cancel_run(validate_run_id("run_id", request.run_id, required=True))
-        return pb.CancelRunResponse(run=wire.run_to_proto(run))
+        return pb.CancelRunResponse(run=wire.run_to_proto(run, self._shared.reading))

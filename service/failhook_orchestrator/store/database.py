@@ -63,7 +63,7 @@ class Database:
             path = Path(parsed.database)
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = cls._lock_file(path)
-            engine = create_async_engine(url, pool_size=8, max_overflow=8)
+            engine = create_async_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             # Reads use the pool; all writes go through one group-commit connection, so a small pool
@@ -74,6 +74,7 @@ class Database:
                 max_overflow=10,
                 pool_pre_ping=True,
                 pool_recycle=1800,
+                hide_parameters=True,  # statement parameters hold payloads and headers: never log them
                 connect_args={
                     "server_settings": {"statement_timeout": "30000", "application_name": "failhook"}
                 },

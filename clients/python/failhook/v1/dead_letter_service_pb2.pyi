@@ -222,6 +222,7 @@ class ListDeadLettersRequest(message.Message):
     FAIL_STATUS_FIELD_NUMBER: builtins.int
     DEAD_LETTERED_AFTER_FIELD_NUMBER: builtins.int
     DEAD_LETTERED_BEFORE_FIELD_NUMBER: builtins.int
+    VIEW_FIELD_NUMBER: builtins.int
     page_size: builtins.int
     """page_size is the maximum number of entries to return. 0 means 50; values above 1000 are
     coerced to 1000; negative values are INVALID_ARGUMENT.
@@ -229,6 +230,11 @@ class ListDeadLettersRequest(message.Message):
     page_token: builtins.str
     """page_token is the `next_page_token` of a previous call with the same filters; empty for the
     first page. Opaque; a token not made by the server is INVALID_ARGUMENT.
+    """
+    view: run_pb2.RunView.ValueType
+    """view chooses how much of each entry's run and failure is returned; unset means
+    RUN_VIEW_BASIC. A page holds at most about 2 MiB of entries: when the next entry would pass
+    that, the page ends early with a `next_page_token`.
     """
     @builtins.property
     def workflow(self) -> containers.RepeatedScalarFieldContainer[builtins.str]:
@@ -265,10 +271,11 @@ class ListDeadLettersRequest(message.Message):
         fail_status: abc.Iterable[builtins.int] | None = ...,
         dead_lettered_after: timestamp_pb2.Timestamp | None = ...,
         dead_lettered_before: timestamp_pb2.Timestamp | None = ...,
+        view: run_pb2.RunView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before", "fail_status", b"fail_status", "failed_step", b"failed_step", "hook_state", b"hook_state", "page_size", b"page_size", "page_token", b"page_token", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before", "fail_status", b"fail_status", "failed_step", b"failed_step", "hook_state", b"hook_state", "page_size", b"page_size", "page_token", b"page_token", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

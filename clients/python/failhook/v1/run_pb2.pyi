@@ -88,6 +88,45 @@ RUN_STATE_CANCELED: RunState.ValueType  # 7
 is called and no DLQ entry is made.
 """
 
+class _RunView:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RunViewEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_RunView.ValueType], builtins.type):
+    DESCRIPTOR: descriptor.EnumDescriptor
+    RUN_VIEW_UNSPECIFIED: _RunView.ValueType  # 0
+    """RUN_VIEW_UNSPECIFIED means RUN_VIEW_BASIC in listings."""
+    RUN_VIEW_BASIC: _RunView.ValueType  # 1
+    """RUN_VIEW_BASIC leaves out everything of unbounded size: the payload, the headers, the
+    output, step outputs and every attempt history (`pending_attempts`, `failure.attempts`), and
+    the failed attempt's `response` and `trailing_metadata`. States, times, ids, the retry
+    policy, the step count and the failure's step, code and message remain.
+    """
+    RUN_VIEW_FULL: _RunView.ValueType  # 2
+    """RUN_VIEW_FULL returns what GetRun (or GetDeadLetter) returns except the steps, which a
+    listing never carries. A page stops early when its entries pass the byte bound of the list
+    call; `next_page_token` then goes on from there.
+    """
+
+class RunView(_RunView, metaclass=_RunViewEnumTypeWrapper):
+    """RunView chooses how much of each run (or dead letter) a listing returns (AIP-157 partial
+    responses). Get calls always return everything.
+    """
+
+RUN_VIEW_UNSPECIFIED: RunView.ValueType  # 0
+"""RUN_VIEW_UNSPECIFIED means RUN_VIEW_BASIC in listings."""
+RUN_VIEW_BASIC: RunView.ValueType  # 1
+"""RUN_VIEW_BASIC leaves out everything of unbounded size: the payload, the headers, the
+output, step outputs and every attempt history (`pending_attempts`, `failure.attempts`), and
+the failed attempt's `response` and `trailing_metadata`. States, times, ids, the retry
+policy, the step count and the failure's step, code and message remain.
+"""
+RUN_VIEW_FULL: RunView.ValueType  # 2
+"""RUN_VIEW_FULL returns what GetRun (or GetDeadLetter) returns except the steps, which a
+listing never carries. A page stops early when its entries pass the byte bound of the list
+call; `next_page_token` then goes on from there.
+"""
+
 class _RunOrigin:
     ValueType = typing.NewType("ValueType", builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015

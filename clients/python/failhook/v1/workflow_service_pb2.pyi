@@ -185,6 +185,7 @@ class ListRunsRequest(message.Message):
     STATE_FIELD_NUMBER: builtins.int
     CREATE_TIME_AFTER_FIELD_NUMBER: builtins.int
     CREATE_TIME_BEFORE_FIELD_NUMBER: builtins.int
+    VIEW_FIELD_NUMBER: builtins.int
     page_size: builtins.int
     """page_size is the maximum number of runs to return. 0 means 50; values above 1000 are
     coerced to 1000; negative values are INVALID_ARGUMENT.
@@ -192,6 +193,11 @@ class ListRunsRequest(message.Message):
     page_token: builtins.str
     """page_token is the `next_page_token` of a previous call with the same filters; empty for the
     first page. Opaque: a token that was not made by the server is INVALID_ARGUMENT.
+    """
+    view: run_pb2.RunView.ValueType
+    """view chooses how much of each run is returned; unset means RUN_VIEW_BASIC. A page holds at
+    most about 2 MiB of runs: when the next run would pass that, the page ends early with a
+    `next_page_token`.
     """
     @builtins.property
     def workflow(self) -> containers.RepeatedScalarFieldContainer[builtins.str]:
@@ -218,10 +224,11 @@ class ListRunsRequest(message.Message):
         state: abc.Iterable[run_pb2.RunState.ValueType] | None = ...,
         create_time_after: timestamp_pb2.Timestamp | None = ...,
         create_time_before: timestamp_pb2.Timestamp | None = ...,
+        view: run_pb2.RunView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -237,7 +244,9 @@ class ListRunsResponse(message.Message):
     """next_page_token fetches the next page; empty only on the last page."""
     @builtins.property
     def runs(self) -> containers.RepeatedCompositeFieldContainer[run_pb2.WorkflowRun]:
-        """runs are the page's runs. Their steps are omitted; GetRun returns them."""
+        """runs are the page's runs, as much of each as the request's `view` asks for. Their steps are
+        omitted; GetRun returns them.
+        """
 
     def __init__(
         self,
