@@ -41,6 +41,8 @@ from .engine.scheduler import Scheduler, SchedulerSettings
 from .engine.service import Engine
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
+from .store.database import DEFAULT_POOL_SIZE
+from .store.dialect import SqliteSynchronous
 from .telemetry import Metrics
 
 __all__ = ["INSECURE_HEALTH_SERVICE", "Orchestrator", "serve"]
@@ -57,10 +59,15 @@ _PURGE_INTERVAL_SECONDS = 3600.0
 _DEPTH_INTERVAL_SECONDS = 15.0
 #: A RunStepRequest carries every completed step's output, so it outgrows gRPC's 4 MiB default;
 #: trailers carry the StepError of a failed step.
+#: Reconnects after an endpoint's outage are tried at most a second apart (gRPC's default grows to
+#: 120 s, so a recovered endpoint was reached only after its runs' retries were spent).
 _OUTBOUND_LIMITS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_metadata_size", 64 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
@@ -81,6 +88,8 @@ class Orchestrator:
         self._purge_task: asyncio.Task[None] | None = None
         self._depth_task: asyncio.Task[None] | None = None
         self._dlq_depth: int | None = None
+        self._serving = False
+        self._health_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def engine(self) -> Engine:
@@ -102,7 +111,13 @@ class Orchestrator:
                 "!!! INSECURE: plaintext gRPC, no client authentication, every caller is admin. "
                 "Development only: never expose this orchestrator. !!!"
             )
-        self._store = await open_store(s.database)
+        # Settings the api side adds to config.py (Settings.db_pool_size, .sqlite_synchronous).
+        self._store = await open_store(
+            s.database,
+            pool_size=getattr(s, "db_pool_size", DEFAULT_POOL_SIZE),
+            sqlite_synchronous=getattr(s, "sqlite_synchronous", SqliteSynchronous.NORMAL),
+        )
+        self._store.on_health(lambda _writable: self._refresh_health())
         self._pool = ChannelPool(self._channel_factory())
         self._metrics = Metrics(
             in_flight=lambda: self.engine.scheduler.in_flight, dlq_depth=lambda: self._dlq_depth
@@ -120,6 +135,7 @@ class Orchestrator:
             ),
             self._metrics,
         )
+        self._scheduler.on_loop_died = lambda _name: self._refresh_health()
         self._engine = Engine(self._store, self._scheduler)
         await self._scheduler.start(steal_leases=self._store.single_node)
 
@@ -161,8 +177,8 @@ class Orchestrator:
             raise OSError(f"cannot listen on {s.listen}")
         await server.start()
         self._server = server
-        for name in ("", *SERVICE_NAMES):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._serving = True
+        await self._apply_health()
         if s.insecure:
             await self._health.set(INSECURE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self._depth_task = asyncio.get_running_loop().create_task(
@@ -200,6 +216,7 @@ class Orchestrator:
         """Stop gracefully within ``grace`` seconds (default: the configured grace period)."""
         grace = self.settings.grace_period if grace is None else grace
         started = time.monotonic()
+        self._serving = False
         await self._health.enter_graceful_shutdown()
         for task in (self._purge_task, self._depth_task):
             if task is not None:
@@ -215,6 +232,33 @@ class Orchestrator:
         if self._store is not None:
             await self._store.close()
         log.info("failhook orchestrator stopped in %.2fs", time.monotonic() - started)
+
+    @property
+    def healthy(self) -> bool:
+        """Serving, the store writable and every background loop alive."""
+        return (
+            self._serving
+            and self._store is not None
+            and self._store.writable
+            and not (self._scheduler is not None and self._scheduler.dead_loops)
+        )
+
+    def _refresh_health(self) -> None:
+        """Re-derive health after the store or a loop changed (called from callbacks)."""
+        if self._serving:
+            task = asyncio.get_running_loop().create_task(self._apply_health(), name="failhook-health")
+            self._health_tasks.add(task)
+            task.add_done_callback(self._health_tasks.discard)
+
+    async def _apply_health(self) -> None:
+        """NOT_SERVING while the store cannot write or a background loop is dead, else SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
 
     def _channel_factory(self) -> ChannelFactory:
         s = self.settings

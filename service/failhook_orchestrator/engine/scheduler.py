@@ -19,7 +19,7 @@ import logging
 import random
 import socket
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from failhook_orchestrator.telemetry import Metrics, run_context
 
 from .decisions import Next, apply_outcome
+from .limits import DEFAULT_MAX_STEP_OUTPUT_BYTES, clean_text
 from .model import DeadLetterRecord, HookOutcome, HookState, Run, now_us
 from .outcomes import StepErrored
 from .policy import DEFAULT_HOOK_POLICY, RetryPolicy
@@ -39,8 +40,8 @@ __all__ = ["Scheduler", "SchedulerSettings"]
 
 log = logging.getLogger("failhook.engine")
 
-#: A retrying run stays in memory when its next attempt is due within this time (no reload).
-_KEEP_IN_MEMORY_US = 60 * 1_000_000
+#: Delays before a run whose store access failed is loaded again (doubling up to the cap).
+_RELOAD_MIN_US, _RELOAD_MAX_US = 100_000, 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,8 @@ class SchedulerSettings:
         claim_interval_seconds: How often orphaned runs (expired leases) are looked for.
         hook_policy: Retry policy of failure-hook deliveries.
         owner: This process's lease owner id (generated when empty).
+        max_step_output_bytes: Largest output of a step (or a run); past it the run fails.
+        keep_in_memory_seconds: A waiting run due within this time stays in memory (no reload).
     """
 
     max_concurrent_dispatches: int = 256
@@ -62,6 +65,8 @@ class SchedulerSettings:
     claim_interval_seconds: float = 5.0
     hook_policy: RetryPolicy = DEFAULT_HOOK_POLICY
     owner: str = ""
+    max_step_output_bytes: int = DEFAULT_MAX_STEP_OUTPUT_BYTES
+    keep_in_memory_seconds: float = 60.0
 
 
 class Scheduler:
@@ -90,8 +95,13 @@ class Scheduler:
         self._timer_wakeup = asyncio.Event()
         self._hook_tasks: dict[str, asyncio.Task[None]] = {}  # dead letter id / run id -> delivery
         self._background: list[asyncio.Task[None]] = []
+        self._reload_failures: dict[str, int] = {}  # run id -> consecutive failed loads / drives
         self._stopping = False
         self._rng = random.Random()
+        #: Background loops that ended unexpectedly (health reports NOT_SERVING while any has).
+        self.dead_loops: set[str] = set()
+        #: Called with a loop's name when it dies.
+        self.on_loop_died: Callable[[str], None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -104,9 +114,9 @@ class Scheduler:
         """
         await self._claim(steal=steal_leases)
         self._background = [
-            self._spawn(self._timer_loop(), "failhook-timers"),
-            self._spawn(self._heartbeat_loop(), "failhook-heartbeat"),
-            self._spawn(self._claim_loop(), "failhook-claim"),
+            self._supervised(self._timer_loop(), "failhook-timers"),
+            self._supervised(self._heartbeat_loop(), "failhook-heartbeat"),
+            self._supervised(self._claim_loop(), "failhook-claim"),
         ]
 
     async def stop(self, grace: float) -> None:
@@ -189,11 +199,13 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A store or programming error: give the lease back so that the claim loop picks the
-            # run up again from its stored state; nothing is lost.
-            log.exception("driving run %s failed; it will be picked up again", run.run_id)
-            with contextlib.suppress(Exception):
-                await self._store.release_leases(self.owner, [run.run_id])
+            # A store or programming error: keep the lease and load the run again from its stored
+            # state after a backoff, so nothing is lost and nothing waits for the lease to expire
+            # (the heartbeat would renew it forever).
+            log.exception("driving run %s failed; it will be loaded again", run.run_id)
+            self._reload_later(run.run_id)
+        else:
+            self._reload_failures.pop(run.run_id, None)
         finally:
             # Leave the active set before the task ends (no await in between), so a timer firing
             # right after the run parked itself finds it free to drive again.
@@ -231,7 +243,14 @@ class Scheduler:
                         end = now_us()
                     finally:
                         self._in_call.discard(run.run_id)
-                decision = apply_outcome(run, outcome, start_time=start, end_time=end, rng=self._rng)
+                decision = apply_outcome(
+                    run,
+                    outcome,
+                    start_time=start,
+                    end_time=end,
+                    rng=self._rng,
+                    max_output_bytes=self._settings.max_step_output_bytes,
+                )
                 self._observe_attempt(span, run, outcome, decision.next, (end - start) / 1e6)
                 await self._store.save_progress(run, decision.new_step)
             if decision.next is Next.SUCCEEDED:
@@ -291,12 +310,22 @@ class Scheduler:
 
     def _park(self, run: Run) -> None:
         due = run.due_time or now_us()
-        keep = due - now_us() <= _KEEP_IN_MEMORY_US
-        self._timer_runs[run.run_id] = run if keep else None
+        keep = due - now_us() <= self._settings.keep_in_memory_seconds * 1_000_000
+        self._add_timer(run.run_id, due, run if keep else None)
+
+    def _add_timer(self, run_id: str, due: int, run: Run | None) -> None:
+        self._timer_runs[run_id] = run
         self._timer_seq += 1
-        heapq.heappush(self._timers, (due, self._timer_seq, run.run_id))
-        if self._timers[0][2] == run.run_id:
+        heapq.heappush(self._timers, (due, self._timer_seq, run_id))
+        if self._timers[0][2] == run_id:
             self._timer_wakeup.set()
+
+    def _reload_later(self, run_id: str) -> None:
+        """Load the run from the store again after a backoff (a failed load or drive)."""
+        failures = self._reload_failures[run_id] = self._reload_failures.get(run_id, 0) + 1
+        delay = min(_RELOAD_MAX_US, _RELOAD_MIN_US * 2 ** min(failures - 1, 16))
+        if not self._stopping:
+            self._add_timer(run_id, now_us() + delay, None)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -306,15 +335,24 @@ class Scheduler:
                 _due, _seq, run_id = heapq.heappop(self._timers)
                 if run_id not in self._timer_runs:
                     continue  # canceled or already fired
-                run = self._timer_runs.pop(run_id)
-                if run is None:
-                    run = await self._store.get_run(run_id)
-                if run is not None and run.state not in TERMINAL_STATES:
-                    run.due_time = None if run.due_time is not None and run.due_time <= now else run.due_time
-                    self._drive_soon(run)
+                await self._fire(run_id, self._timer_runs.pop(run_id), now)
             timeout = None if not self._timers else max(0.0, (self._timers[0][0] - now_us()) / 1_000_000)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._timer_wakeup.wait(), timeout)
+
+    async def _fire(self, run_id: str, run: Run | None, now: int) -> None:
+        """Drive a due run; one that cannot be loaded is tried again later (the loop goes on)."""
+        if run is None:
+            try:
+                run = await self._store.get_run(run_id)
+            except Exception:
+                log.exception("loading run %s for its timer failed; trying again later", run_id)
+                self.metrics.loop_errors.add(1, {"loop": "failhook-timers"})
+                self._reload_later(run_id)
+                return
+        if run is not None and run.state not in TERMINAL_STATES:
+            run.due_time = None if run.due_time is not None and run.due_time <= now else run.due_time
+            self._drive_soon(run)
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -327,6 +365,7 @@ class Scheduler:
                     await self.cancel_owned(run_id)
             except Exception:
                 log.exception("lease renewal failed")
+                self.metrics.loop_errors.add(1, {"loop": "failhook-heartbeat"})
 
     async def _claim_loop(self) -> None:
         while True:
@@ -335,6 +374,7 @@ class Scheduler:
                 await self._claim(steal=False)
             except Exception:
                 log.exception("claiming orphaned runs failed")
+                self.metrics.loop_errors.add(1, {"loop": "failhook-claim"})
 
     async def _claim(self, *, steal: bool) -> None:
         lease_us = self.lease_us
@@ -418,11 +458,11 @@ class Scheduler:
                 outcome.last_status_code = result.status_code
                 if result.ok:
                     outcome.state = HookState.SUCCEEDED
-                    outcome.result = result.result[:4096]
+                    outcome.result = clean_text(result.result)
                     span.set_attribute("failhook.hook.state", outcome.state.name)
                     self.metrics.hook_deliveries.add(1, labels | {"outcome": "succeeded"})
                     return outcome
-                outcome.last_error = f"{_code_name(result.status_code)}: {result.message}"
+                outcome.last_error = clean_text(f"{_code_name(result.status_code)}: {result.message}")
                 span.set_status(Status(StatusCode.ERROR, outcome.last_error))
             if not policy.is_retryable_code(result.status_code) or not policy.allows_another_attempt(number):
                 break
@@ -433,6 +473,23 @@ class Scheduler:
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         return asyncio.get_running_loop().create_task(coro, name=name)
+
+    def _supervised(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A background loop whose death is seen: logged, counted and reported to health."""
+        task = self._spawn(coro, name)
+
+        def ended(done: asyncio.Task[None]) -> None:
+            if done.cancelled() or self._stopping:
+                return
+            error = done.exception()
+            log.critical("background loop %s died; health is NOT_SERVING", name, exc_info=error)
+            self.dead_loops.add(name)
+            self.metrics.loops_died.add(1, {"loop": name})
+            if self.on_loop_died is not None:
+                self.on_loop_died(name)
+
+        task.add_done_callback(ended)
+        return task
 
 
 #: Canonical gRPC status code names by number (the engine imports no gRPC).

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from failhook_orchestrator.telemetry import linked_traceparent
 
@@ -19,6 +21,26 @@ from .states import TERMINAL_STATES, RunState
 __all__ = ["Engine", "ResumeChanges", "RunSpec"]
 
 log = logging.getLogger("failhook.engine")
+
+T = TypeVar("T")
+
+
+async def _whatever_the_caller_does(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end even if the caller is canceled (a client deadline or cancel).
+
+    A write that becomes durable must be followed by what makes it progress (driving the run,
+    delivering the hook): both happen in one task the caller's cancellation cannot reach, and
+    the caller only stops waiting for it.
+    """
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Fetch a shielded task's error, so that a caller that left does not leave it unretrieved."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.debug("work finished after its caller left: %s", error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +194,18 @@ class Engine:
                 field="dead_letter_id",
             )
         pending = replace(record.hook, state=HookState.PENDING)
-        if not await self._store.update_hook(dead_letter_id, pending, expect=HookState.FAILED):
+
+        async def mark_and_deliver() -> bool:
+            if not await self._store.update_hook(dead_letter_id, pending, expect=HookState.FAILED):
+                return False
+            record.hook = pending
+            self._scheduler.deliver_hook(record)
+            return True
+
+        if not await _whatever_the_caller_does(mark_and_deliver()):
             raise FailedPreconditionError(
                 f"the failure hook of {dead_letter_id!r} is already being retried", field="dead_letter_id"
             )
-        record.hook = pending
-        self._scheduler.deliver_hook(record)
         return record
 
     async def delete_dead_letter(self, dead_letter_id: str, *, allow_missing: bool) -> bool:
@@ -197,10 +225,13 @@ class Engine:
     # -- helpers -----------------------------------------------------------------------------
 
     async def _create(self, run: Run, *, may_exist: bool) -> tuple[Run, bool]:
-        stored, created = await self._store.create_run(run, *self._lease(), may_exist=may_exist)
-        if created:
-            self._scheduler.submit(stored)
-        return stored, created
+        async def create_and_drive() -> tuple[Run, bool]:
+            stored, created = await self._store.create_run(run, *self._lease(), may_exist=may_exist)
+            if created:
+                self._scheduler.submit(stored)
+            return stored, created
+
+        return await _whatever_the_caller_does(create_and_drive())
 
     async def _replace(self, record: DeadLetterRecord, child: Run) -> Run:
         child.trace_context = linked_traceparent(
@@ -208,12 +239,18 @@ class Engine:
             record.run.trace_context,
             {"failhook.run_id": child.run_id, "failhook.parent_run_id": record.run.run_id},
         )
-        if not await self._store.replace_dead_letter(record.dead_letter_id, child, *self._lease()):
+
+        async def replace_and_drive() -> bool:
+            if not await self._store.replace_dead_letter(record.dead_letter_id, child, *self._lease()):
+                return False
+            self._scheduler.metrics.runs_started.add(
+                1, {"failhook.workflow": child.workflow, "origin": child.origin.name.lower()}
+            )
+            self._scheduler.submit(child)
+            return True
+
+        if not await _whatever_the_caller_does(replace_and_drive()):
             raise NotFoundError(f"dead letter {record.dead_letter_id!r} not found", field="dead_letter_id")
-        self._scheduler.metrics.runs_started.add(
-            1, {"failhook.workflow": child.workflow, "origin": child.origin.name.lower()}
-        )
-        self._scheduler.submit(child)
         return child
 
     def _lease(self) -> tuple[str, int]:

@@ -5,12 +5,13 @@ Every write goes through the :class:`~.writer.GroupCommitWriter`; reads use pool
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, or_, select, true, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from failhook_orchestrator.engine.model import DeadLetterRecord, HookOutcome, HookState, Run, StepRecord
@@ -18,9 +19,10 @@ from failhook_orchestrator.engine.ports import DeadLetterPage, DeadLetterQuery, 
 from failhook_orchestrator.engine.states import RunState
 
 from . import rows
-from .database import Database
+from .database import DEFAULT_POOL_SIZE, Database
+from .dialect import SqliteSynchronous
 from .schema import dead_letters, runs, steps
-from .writer import GroupCommitWriter, Write
+from .writer import GroupCommitWriter, StoreUnavailableError, Write, is_transient
 
 __all__ = ["SqlRunStore", "open_store"]
 
@@ -50,12 +52,22 @@ class SqlRunStore:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._engine: AsyncEngine = database.engine
-        self._writer = GroupCommitWriter(database.engine)
+        self._dialect = database.dialect
+        self._writer = GroupCommitWriter(database.engine, database.dialect)
 
     @property
     def single_node(self) -> bool:
         """True when this process is known to be the database's only user (SQLite)."""
         return self._db.single_node
+
+    @property
+    def writable(self) -> bool:
+        """False while the database cannot be written (health says NOT_SERVING then)."""
+        return self._writer.writable
+
+    def on_health(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(writable)`` whenever the store turns unwritable or writable again."""
+        self._writer.on_health = callback
 
     @property
     def writer(self) -> GroupCommitWriter:
@@ -93,7 +105,7 @@ class SqlRunStore:
         return result
 
     async def get_run(self, run_id: str) -> Run | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return await self._load_run(conn, run_id)
 
     async def list_runs(self, query: RunQuery) -> RunPage:
@@ -114,7 +126,7 @@ class SqlRunStore:
             .order_by(runs.c.create_time.desc(), runs.c.run_id.desc())
             .limit(query.page_size + 1)
         )
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             found = [rows.run_from_row(r._mapping) for r in await conn.execute(stmt)]
         return RunPage(runs=found[: query.page_size], has_more=len(found) > query.page_size)
 
@@ -163,7 +175,7 @@ class SqlRunStore:
 
         async def claim(conn: AsyncConnection) -> list[Run]:
             pick = select(runs.c.run_id).where(runs.c.state.in_(_UNFINISHED), free).limit(limit)
-            ids = [r[0] for r in await conn.execute(self._skip_locked(conn, pick))]
+            ids = [r[0] for r in await conn.execute(self._dialect.lock_for_claim(pick))]
             if not ids:
                 return []
             await conn.execute(
@@ -196,7 +208,7 @@ class SqlRunStore:
         stmt = select(runs.c.run_id).where(
             runs.c.lease_owner == owner, runs.c.cancel_requested.is_(True), runs.c.state.in_(_UNFINISHED)
         )
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return [r[0] for r in await conn.execute(stmt)]
 
     async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
@@ -255,7 +267,7 @@ class SqlRunStore:
                 .where(dead_letters.c.hook_state == int(HookState.PENDING), free)
                 .limit(limit)
             )
-            ids = [r[0] for r in await conn.execute(self._skip_locked(conn, pick))]
+            ids = [r[0] for r in await conn.execute(self._dialect.lock_for_claim(pick))]
             if not ids:
                 return []
             await conn.execute(
@@ -271,7 +283,7 @@ class SqlRunStore:
         return result
 
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRecord | None:
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             found = await self._load_dead_letters(
                 conn,
                 select(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id),
@@ -291,7 +303,7 @@ class SqlRunStore:
             .order_by(dead_letters.c.dead_letter_time, dead_letters.c.dead_letter_id)
             .limit(query.page_size + 1)
         )
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             found = await self._load_dead_letters(conn, stmt)
         return DeadLetterPage(entries=found[: query.page_size], has_more=len(found) > query.page_size)
 
@@ -301,7 +313,7 @@ class SqlRunStore:
             .select_from(dead_letters)
             .where(and_(true(), *self._dead_letter_filter(query)))
         )
-        async with self._engine.connect() as conn:
+        async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
 
     async def replace_dead_letter(
@@ -354,18 +366,22 @@ class SqlRunStore:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _skip_locked(conn: AsyncConnection, stmt: Select[Any]) -> Select[Any]:
-        """Lock the picked rows on PostgreSQL so that replicas never claim the same ones."""
-        if conn.dialect.name == "postgresql":
-            return stmt.with_for_update(skip_locked=True)
-        return stmt
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled read connection; a database that cannot be reached is ``StoreUnavailableError``."""
+        try:
+            async with self._engine.connect() as conn:
+                yield conn
+        except (OSError, InterfaceError) as exc:
+            raise StoreUnavailableError(f"the database cannot be read now: {exc}") from exc
+        except DBAPIError as exc:
+            if is_transient(exc, self._dialect):
+                raise StoreUnavailableError(f"the database cannot be read now: {exc.orig}") from exc
+            raise
 
-    @staticmethod
-    async def _insert_run(conn: AsyncConnection, run: Run, lease_owner: str, lease_until: int) -> bool:
+    async def _insert_run(self, conn: AsyncConnection, run: Run, lease_owner: str, lease_until: int) -> bool:
         values = {**rows.run_values(run), "lease_owner": lease_owner, "lease_expires": lease_until}
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = dialect_insert(runs).values(values).on_conflict_do_nothing(index_elements=[runs.c.run_id])
+        stmt = self._dialect.insert_ignoring_conflict(runs, values, "run_id")
         return bool((await conn.execute(stmt)).rowcount)
 
     @staticmethod
@@ -425,9 +441,24 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + _CHUNK]
 
 
-async def open_store(url: str) -> SqlRunStore:
-    """Open the database at ``url``, apply the migrations and start the store."""
-    database = await Database.open(url)
+async def open_store(
+    url: str,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    sqlite_synchronous: SqliteSynchronous | str = SqliteSynchronous.NORMAL,
+) -> SqlRunStore:
+    """Open the database at ``url``, apply the migrations and start the store.
+
+    The store reads no environment: its tuning comes in as parameters.
+
+    Args:
+        url: ``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://…``.
+        pool_size: Read connections of a PostgreSQL replica's pool.
+        sqlite_synchronous: ``FULL`` or ``NORMAL`` (SQLite's ``PRAGMA synchronous``; see
+            :class:`~.dialect.SqliteSynchronous`).
+    """
+    mode = SqliteSynchronous(str(getattr(sqlite_synchronous, "value", sqlite_synchronous)).upper())
+    database = await Database.open(url, pool_size=pool_size, sqlite_synchronous=mode)
     store = SqlRunStore(database)
     await store.start()
     return store
