@@ -140,7 +140,7 @@ class FakeStore:
     ) -> list[DeadLetterRecord]:
         return []
 
-    async def list_runs(self, query: RunQuery) -> RunPage:
+    async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
         ordered = sorted(self.runs.values(), key=lambda r: (r.create_time, r.run_id), reverse=True)
         return RunPage(runs=[copy.deepcopy(r) for r in ordered[: query.page_size]], has_more=False)
 
@@ -148,7 +148,9 @@ class FakeStore:
         found = self.dead_letters.get(dead_letter_id)
         return copy.deepcopy(found) if found is not None else None
 
-    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, *, include_details: bool = True
+    ) -> DeadLetterPage:
         return DeadLetterPage(entries=[copy.deepcopy(e) for e in self.dead_letters.values()], has_more=False)
 
     async def count_dead_letters(self, query: DeadLetterQuery) -> int:

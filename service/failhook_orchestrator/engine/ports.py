@@ -68,8 +68,12 @@ class RunStore(Protocol):
     async def get_run(self, run_id: str) -> Run | None:
         """Load a run with its steps, or None."""
 
-    async def list_runs(self, query: RunQuery) -> RunPage:
-        """List runs, newest first (create_time, run_id descending)."""
+    async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
+        """List runs, newest first (create_time, run_id descending).
+
+        Without ``include_details`` the runs come without payload, headers, steps, output and
+        attempt history (a listing that costs what its page holds, not what the runs hold).
+        """
 
     async def save_progress(self, run: Run, new_step: StepRecord | None) -> None:
         """Persist a run's new state, with the step it completed (group-committed)."""
@@ -115,8 +119,14 @@ class RunStore(Protocol):
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRecord | None:
         """Load one DLQ entry with its run."""
 
-    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
-        """List DLQ entries, oldest first (dead_letter_time, dead_letter_id ascending)."""
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, *, include_details: bool = True
+    ) -> DeadLetterPage:
+        """List DLQ entries, oldest first (dead_letter_time, dead_letter_id ascending).
+
+        Without ``include_details`` each entry's run comes without payload, headers, steps and
+        output, and its failure with the last attempt only.
+        """
 
     async def count_dead_letters(self, query: DeadLetterQuery) -> int:
         """Count the DLQ entries a query's filters select (its page is ignored)."""

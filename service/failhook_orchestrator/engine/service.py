@@ -120,9 +120,9 @@ class Engine:
             raise NotFoundError(f"run {run_id!r} not found", field="run_id")
         return run
 
-    async def list_runs(self, query: RunQuery) -> RunPage:
-        """List runs."""
-        return await self._store.list_runs(query)
+    async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
+        """List runs (``include_details=False``: the BASIC view, see ``RunStore.list_runs``)."""
+        return await self._store.list_runs(query, include_details=include_details)
 
     async def cancel_run(self, run_id: str) -> Run:
         """Cancel a run now, or at its next step boundary when a step call is in flight."""
@@ -158,9 +158,11 @@ class Engine:
             raise NotFoundError(f"dead letter {dead_letter_id!r} not found", field="dead_letter_id")
         return record
 
-    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
-        """List DLQ entries."""
-        return await self._store.list_dead_letters(query)
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, *, include_details: bool = True
+    ) -> DeadLetterPage:
+        """List DLQ entries (``include_details=False``: the BASIC view)."""
+        return await self._store.list_dead_letters(query, include_details=include_details)
 
     async def count_dead_letters(self, query: DeadLetterQuery) -> int:
         """Count the DLQ entries a filter selects."""

@@ -44,6 +44,10 @@ _UPDATE_RUN_FINAL = update(runs).where(  # also clears the lease
 _INSERT_DEAD_LETTER = dead_letters.insert()
 _CHUNK = 500
 _LIGHT_RUN_COLUMNS = tuple(c for c in runs.c if c.name not in ("failure", "pending_attempts"))
+#: What a listing without details selects: no payload, headers, output or attempt history.
+_BASIC_RUN_COLUMNS = tuple(
+    c for c in runs.c if c.name not in ("failure", "pending_attempts", "payload", "headers", "output")
+)
 
 
 class SqlRunStore:
@@ -108,7 +112,8 @@ class SqlRunStore:
         async with self._read() as conn:
             return await self._load_run(conn, run_id)
 
-    async def list_runs(self, query: RunQuery) -> RunPage:
+    async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
+        """List runs; without ``include_details`` no payload, headers, output or attempt history."""
         conds: list[ColumnElement[bool]] = []
         if query.workflows:
             conds.append(runs.c.workflow.in_(query.workflows))
@@ -121,7 +126,7 @@ class SqlRunStore:
         if query.after is not None:
             conds.append(tuple_(runs.c.create_time, runs.c.run_id) < tuple_(*query.after))
         stmt = (
-            select(runs)
+            select(*((runs,) if include_details else _BASIC_RUN_COLUMNS))
             .where(and_(true(), *conds))
             .order_by(runs.c.create_time.desc(), runs.c.run_id.desc())
             .limit(query.page_size + 1)
@@ -291,7 +296,11 @@ class SqlRunStore:
             )
         return found[0] if found else None
 
-    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, *, include_details: bool = True
+    ) -> DeadLetterPage:
+        """List DLQ entries; without ``include_details`` their runs come without payload, headers
+        and output, and each failure with its last attempt only."""
         conds = self._dead_letter_filter(query)
         if query.after is not None:
             conds.append(
@@ -304,7 +313,7 @@ class SqlRunStore:
             .limit(query.page_size + 1)
         )
         async with self._read() as conn:
-            found = await self._load_dead_letters(conn, stmt)
+            found = await self._load_dead_letters(conn, stmt, basic=not include_details)
         return DeadLetterPage(entries=found[: query.page_size], has_more=len(found) > query.page_size)
 
     async def count_dead_letters(self, query: DeadLetterQuery) -> int:
@@ -406,31 +415,41 @@ class SqlRunStore:
         return found[0] if found else None
 
     async def _load_runs(
-        self, conn: AsyncConnection, run_ids: Sequence[str], *, with_steps: bool, light: bool = False
+        self,
+        conn: AsyncConnection,
+        run_ids: Sequence[str],
+        *,
+        with_steps: bool,
+        light: bool = False,
+        basic: bool = False,
     ) -> list[Run]:
-        """Load runs; ``light`` leaves out the failure and pending attempts (a DLQ entry has them)."""
+        """Load runs; ``light`` leaves out the failure and pending attempts (a DLQ entry has them),
+        ``basic`` the payload, headers and output as well."""
         by_run: dict[str, list[StepRecord]] = {}
         if with_steps:
             stmt = select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.run_id, steps.c.idx)
             for r in await conn.execute(stmt):
                 by_run.setdefault(r.run_id, []).append(rows.step_from_row(r._mapping))
-        columns = _LIGHT_RUN_COLUMNS if light else (runs,)
+        columns = _BASIC_RUN_COLUMNS if basic else _LIGHT_RUN_COLUMNS if light else (runs,)
         found = await conn.execute(select(*columns).where(runs.c.run_id.in_(run_ids)))
         return [
             rows.run_from_row(r._mapping, by_run.get(r.run_id, []) if with_steps else None) for r in found
         ]
 
     async def _load_dead_letters(
-        self, conn: AsyncConnection, stmt: Select[Any], *, with_steps: bool = False
+        self, conn: AsyncConnection, stmt: Select[Any], *, with_steps: bool = False, basic: bool = False
     ) -> list[DeadLetterRecord]:
         entries = [r._mapping for r in await conn.execute(stmt)]
         if not entries:
             return []
         run_ids = [e["run_id"] for e in entries]
         loaded = {
-            run.run_id: run for run in await self._load_runs(conn, run_ids, with_steps=with_steps, light=True)
+            run.run_id: run
+            for run in await self._load_runs(conn, run_ids, with_steps=with_steps, light=True, basic=basic)
         }
-        records = [rows.dead_letter_from_row(e, loaded[e["run_id"]]) for e in entries]
+        records = [
+            rows.dead_letter_from_row(e, loaded[e["run_id"]], last_attempt_only=basic) for e in entries
+        ]
         for record in records:
             record.run.failure = record.failure  # the same failure: decoded once, from the entry
         return records

@@ -164,8 +164,8 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         state=RunState(row["state"]),
         endpoint=row["endpoint"],
         failure_hook=row["failure_hook"],
-        payload=bytes(row["payload"]),
-        headers=dict(row["headers"]),
+        payload=bytes(row["payload"]) if "payload" in row else b"",
+        headers=dict(row["headers"]) if "headers" in row else {},
         retry_policy=policy_from_json(row["retry_policy"]),
         create_time=row["create_time"],
         update_time=row["update_time"],
@@ -175,7 +175,7 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         steps=list(steps or ()),
         stored_step_count=row["step_count"] if steps is None else None,
         pending_attempts=attempts_from_json(row["pending_attempts"]) if "pending_attempts" in row else [],
-        output=bytes(row["output"]),
+        output=bytes(row["output"]) if "output" in row else b"",
         failure=_failure_from_json(row["failure"]) if "failure" in row else None,
         finish_time=row["finish_time"],
         due_time=row["due_time"],
@@ -243,10 +243,14 @@ def dead_letter_values(record: DeadLetterRecord) -> dict[str, Any]:
     }
 
 
-def dead_letter_from_row(row: Mapping[Any, Any], run: Run) -> DeadLetterRecord:
-    """A DLQ entry of its row and its run."""
+def dead_letter_from_row(
+    row: Mapping[Any, Any], run: Run, *, last_attempt_only: bool = False
+) -> DeadLetterRecord:
+    """A DLQ entry of its row and its run (``last_attempt_only``: the history cut to its last attempt)."""
     failure = _failure_from_json(row["failure"])
     assert failure is not None
+    if last_attempt_only:
+        failure.attempts = failure.attempts[-1:]
     return DeadLetterRecord(
         dead_letter_id=row["dead_letter_id"],
         run=run,
