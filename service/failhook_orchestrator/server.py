@@ -37,7 +37,8 @@ from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
 from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
-from .engine.scheduler import Scheduler, SchedulerSettings
+from .engine.limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
+from .engine.runtime import Runtime, RuntimeSettings
 from .engine.service import Engine
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
@@ -83,7 +84,7 @@ class Orchestrator:
         self._store: SqlRunStore | None = None
         self._pool: ChannelPool | None = None
         self._dispatcher: GrpcDispatcher | None = None
-        self._scheduler: Scheduler | None = None
+        self._runtime: Runtime | None = None
         self._engine: Engine | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._depth_task: asyncio.Task[None] | None = None
@@ -111,33 +112,35 @@ class Orchestrator:
                 "!!! INSECURE: plaintext gRPC, no client authentication, every caller is admin. "
                 "Development only: never expose this orchestrator. !!!"
             )
-        # Settings the api side adds to config.py (Settings.db_pool_size, .sqlite_synchronous).
+        # Settings the api side adds to config.py (Settings.db_pool_size, .sqlite_synchronous,
+        # .max_step_output_bytes); their defaults hold until then.
         self._store = await open_store(
             s.database,
             pool_size=getattr(s, "db_pool_size", DEFAULT_POOL_SIZE),
-            sqlite_synchronous=getattr(s, "sqlite_synchronous", SqliteSynchronous.NORMAL),
+            sqlite_synchronous=getattr(s, "sqlite_synchronous", SqliteSynchronous.FULL),
         )
         self._store.on_health(lambda _writable: self._refresh_health())
         self._pool = ChannelPool(self._channel_factory())
         self._metrics = Metrics(
-            in_flight=lambda: self.engine.scheduler.in_flight, dlq_depth=lambda: self._dlq_depth
+            in_flight=lambda: self.engine.runtime.in_flight, dlq_depth=lambda: self._dlq_depth
         )
         self._dispatcher = GrpcDispatcher(self._pool)
-        self._scheduler = Scheduler(
+        self._runtime = Runtime(
             self._store,
             self._dispatcher,
-            SchedulerSettings(
+            RuntimeSettings(
                 max_concurrent_dispatches=s.max_concurrent_dispatches,
                 lease_seconds=s.lease_seconds,
                 heartbeat_seconds=s.heartbeat_seconds,
                 claim_interval_seconds=s.claim_interval_seconds,
                 hook_policy=s.hook_policy,
+                max_step_output_bytes=getattr(s, "max_step_output_bytes", DEFAULT_MAX_STEP_OUTPUT_BYTES),
             ),
             self._metrics,
         )
-        self._scheduler.on_loop_died = lambda _name: self._refresh_health()
-        self._engine = Engine(self._store, self._scheduler)
-        await self._scheduler.start(steal_leases=self._store.single_node)
+        self._runtime.on_loop_died = lambda _name: self._refresh_health()
+        self._engine = Engine(self._store, self._runtime)
+        await self._runtime.start(steal_leases=self._store.single_node)
 
         roles = RoleMap(s.roles) if s.roles else RoleMap.dev_default()
         server = grpc.aio.server(
@@ -225,8 +228,8 @@ class Orchestrator:
                     await task
         if self._server is not None:
             await self._server.stop(grace)
-        if self._scheduler is not None:
-            await self._scheduler.stop(max(0.0, grace - (time.monotonic() - started)))
+        if self._runtime is not None:
+            await self._runtime.stop(max(0.0, grace - (time.monotonic() - started)))
         if self._pool is not None:
             await self._pool.close()
         if self._store is not None:
@@ -240,7 +243,7 @@ class Orchestrator:
             self._serving
             and self._store is not None
             and self._store.writable
-            and not (self._scheduler is not None and self._scheduler.dead_loops)
+            and not (self._runtime is not None and self._runtime.dead_loops)
         )
 
     def _refresh_health(self) -> None:

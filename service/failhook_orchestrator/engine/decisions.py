@@ -19,7 +19,7 @@ from .limits import (
 )
 from .model import Attempt, FailureReason, Run, StepFailureRecord, StepKind, StepRecord
 from .outcomes import RunCompleted, SleepRequested, StepCompleted, StepErrored, StepOutcome
-from .states import RunState, check_transition
+from .states import RunState, move
 
 __all__ = ["Next", "StepDecision", "apply_outcome", "history_mismatch"]
 
@@ -77,8 +77,7 @@ def apply_outcome(
     elif (too_big := _oversized(outcome, max_output_bytes)) is not None:
         outcome = too_big
     if run.state is not RunState.RUNNING:  # a pending or waking run starts its step call
-        check_transition(run.state, RunState.RUNNING)
-        run.state = RunState.RUNNING
+        move(run, RunState.RUNNING)
     run.update_time = end_time
     run.due_time = None
     if isinstance(outcome, StepCompleted | SleepRequested):
@@ -109,13 +108,13 @@ def apply_outcome(
         run.pending_attempts = []
         if isinstance(outcome, SleepRequested):
             step.wake_time = end_time + outcome.duration_us
-            run.state = RunState.SLEEPING
+            move(run, RunState.SLEEPING)
             run.wake_time = run.due_time = step.wake_time
             return StepDecision(Next.WAIT, step)
-        run.state = RunState.RUNNING
+        move(run, RunState.RUNNING)
         return StepDecision(Next.DISPATCH, step)
     if isinstance(outcome, RunCompleted):
-        run.state = RunState.SUCCEEDED
+        move(run, RunState.SUCCEEDED)
         run.output = outcome.output
         run.finish_time = end_time
         run.pending_attempts = []
@@ -137,7 +136,7 @@ def _on_error(run: Run, error: StepErrored, start: int, end: int, rng: random.Ra
     else:
         delay_us = int(policy.backoff(number, rng) * 1_000_000)
     run.pending_attempts.append(_attempt(number, error, start, end, retryable=True, delay_us=delay_us))
-    run.state = RunState.RUNNING
+    move(run, RunState.RUNNING)
     run.due_time = end + delay_us
     return StepDecision(Next.WAIT)
 
@@ -174,7 +173,7 @@ def _fail(run: Run, error: StepErrored, start: int, end: int, reason: FailureRea
     run.failure = StepFailureRecord(
         step_index=len(run.steps), reason=reason, attempts=list(run.pending_attempts)
     )
-    run.state = RunState.FAILED
+    move(run, RunState.FAILED)
     run.finish_time = end
     return StepDecision(Next.FAILED)
 

@@ -65,7 +65,7 @@ class Database:
         url: str,
         *,
         pool_size: int = DEFAULT_POOL_SIZE,
-        sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.NORMAL,
+        sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL,
     ) -> Database:
         """Create the engine for ``url`` and apply the migrations.
 

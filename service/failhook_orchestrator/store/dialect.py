@@ -45,11 +45,15 @@ class Dialect:
         name: ``sqlite`` or ``postgresql``.
         single_node: Only one orchestrator process may use the database (SQLite).
         skip_locked: Claims lock the picked rows with ``FOR UPDATE SKIP LOCKED``.
+        fenced: Progress writes check the writer's lease (owner and epoch) and count the rows,
+            so a replica that lost a run cannot write to it. Needless where one process is the
+            only writer (SQLite), where the writes stay batched as ``executemany``.
     """
 
     name: str
     single_node: bool
     skip_locked: bool
+    fenced: bool
     insert_factory: Callable[[Table], Any]
     transient_check: Callable[[BaseException | None], bool]
     engine_options: dict[str, Any]
@@ -83,6 +87,7 @@ def sqlite_dialect() -> Dialect:
         name="sqlite",
         single_node=True,
         skip_locked=False,
+        fenced=False,
         insert_factory=sqlite.insert,
         transient_check=_sqlite_transient,
         engine_options={"pool_size": 8, "max_overflow": 8},
@@ -99,6 +104,7 @@ def postgresql_dialect(pool_size: int) -> Dialect:
         name="postgresql",
         single_node=False,
         skip_locked=True,
+        fenced=True,
         insert_factory=postgresql.insert,
         transient_check=_pg_transient,
         engine_options={

@@ -14,9 +14,9 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, or_
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from failhook_orchestrator.engine.model import DeadLetterRecord, HookOutcome, HookState, Run, StepRecord
+from failhook_orchestrator.engine.model import DeadLetterRecord, HookState, Run, StepRecord
 from failhook_orchestrator.engine.ports import DeadLetterPage, DeadLetterQuery, RunPage, RunQuery
-from failhook_orchestrator.engine.states import RunState
+from failhook_orchestrator.engine.states import UNFINISHED_STATES, RunState
 
 from . import rows
 from .database import DEFAULT_POOL_SIZE, Database
@@ -28,8 +28,9 @@ __all__ = ["SqlRunStore", "open_store"]
 
 log = logging.getLogger("failhook.store")
 
-_UNFINISHED = (int(RunState.PENDING), int(RunState.RUNNING), int(RunState.SLEEPING), int(RunState.FAILED))
-_FINAL = (int(RunState.SUCCEEDED), int(RunState.DEAD_LETTERED), int(RunState.CANCELED))
+_UNFINISHED = tuple(sorted(int(s) for s in UNFINISHED_STATES))
+#: Runs a driver works on (a FAILED run is its hook delivery's, on its DLQ entry).
+_DRIVEN = tuple(sorted(int(s) for s in UNFINISHED_STATES if s is not RunState.FAILED))
 
 # Statements built once: cheaper than per call, and the group-commit writer batches equal ones.
 _INSERT_RUN = runs.insert()
@@ -42,9 +43,17 @@ _UPDATE_RUN_FINAL = update(runs).where(  # also clears the lease
     runs.c.run_id == bindparam("b_run_id"), runs.c.state != int(RunState.CANCELED)
 )
 _INSERT_DEAD_LETTER = dead_letters.insert()
+# The fenced form (PostgreSQL): only the lease holder at its epoch may write.
+_UPDATE_RUN_FENCED = update(runs).where(
+    runs.c.run_id == bindparam("b_run_id"),
+    runs.c.state != int(RunState.CANCELED),
+    runs.c.lease_owner == bindparam("b_owner"),
+    runs.c.lease_epoch == bindparam("b_epoch"),
+)
 _CHUNK = 500
 _LIGHT_RUN_COLUMNS = tuple(c for c in runs.c if c.name not in ("failure", "pending_attempts"))
 #: What a listing without details selects: no payload, headers, output or attempt history.
+_BASIC_DEAD_LETTER_COLUMNS = tuple(c for c in dead_letters.c if c.name != "hook_history")
 _BASIC_RUN_COLUMNS = tuple(
     c for c in runs.c if c.name not in ("failure", "pending_attempts", "payload", "headers", "output")
 )
@@ -135,18 +144,33 @@ class SqlRunStore:
             found = [rows.run_from_row(r._mapping) for r in await conn.execute(stmt)]
         return RunPage(runs=found[: query.page_size], has_more=len(found) > query.page_size)
 
-    async def save_progress(self, run: Run, new_step: StepRecord | None) -> None:
-        statements: list[tuple[Any, dict[str, Any]]] = []
-        if new_step is not None:
-            statements.append((_INSERT_STEP, rows.step_values(run.run_id, new_step)))
+    async def save_progress(self, run: Run, new_step: StepRecord | None) -> bool:
         values = rows.run_progress_values(run)
-        statements.append(
-            (
-                _UPDATE_RUN_FINAL if "lease_owner" in values else _UPDATE_RUN,
-                {"b_run_id": run.run_id, **values},
-            )
-        )
-        await self._writer.submit(Write(statements=statements))
+        if not self._dialect.fenced:  # one writer process: batched with the group's other writes
+            statements: list[tuple[Any, dict[str, Any]]] = []
+            if new_step is not None:
+                statements.append((_INSERT_STEP, rows.step_values(run.run_id, new_step)))
+            statement = _UPDATE_RUN_FINAL if "lease_owner" in values else _UPDATE_RUN
+            statements.append((statement, {"b_run_id": run.run_id, **values}))
+            await self._writer.submit(Write(statements=statements))
+            return True
+
+        async def fenced(conn: AsyncConnection) -> bool:
+            return await self._fenced_progress(conn, run, new_step, values)
+
+        kept: bool = await self._writer.submit(Write(fn=fenced))
+        return kept
+
+    async def _fenced_progress(
+        self, conn: AsyncConnection, run: Run, new_step: StepRecord | None, values: dict[str, Any]
+    ) -> bool:
+        """Update the run only if its lease is still the writer's (rows counted), then its step."""
+        params = {"b_run_id": run.run_id, "b_owner": run.lease_owner, "b_epoch": run.lease_epoch, **values}
+        if not (await conn.execute(_UPDATE_RUN_FENCED, params)).rowcount:
+            return False
+        if new_step is not None:
+            await conn.execute(_INSERT_STEP, rows.step_values(run.run_id, new_step))
+        return True
 
     async def request_cancel(self, run_id: str, now: int) -> Run | None:
         async def mark(conn: AsyncConnection) -> Run | None:
@@ -178,15 +202,20 @@ class SqlRunStore:
         if steal:
             free = or_(free, runs.c.lease_owner != owner)
 
+        workable = or_(
+            runs.c.state.in_(_DRIVEN),
+            and_(runs.c.state == int(RunState.FAILED), runs.c.dead_letter_id == ""),  # no DLQ entry yet
+        )
+
         async def claim(conn: AsyncConnection) -> list[Run]:
-            pick = select(runs.c.run_id).where(runs.c.state.in_(_UNFINISHED), free).limit(limit)
+            pick = select(runs.c.run_id).where(workable, free).limit(limit)
             ids = [r[0] for r in await conn.execute(self._dialect.lock_for_claim(pick))]
             if not ids:
                 return []
             await conn.execute(
                 update(runs)
                 .where(runs.c.run_id.in_(ids))
-                .values(lease_owner=owner, lease_expires=now + lease_us)
+                .values(lease_owner=owner, lease_expires=now + lease_us, lease_epoch=runs.c.lease_epoch + 1)
             )
             return await self._load_runs(conn, ids, with_steps=True)
 
@@ -234,29 +263,90 @@ class SqlRunStore:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    async def dead_letter(self, run: Run, record: DeadLetterRecord) -> None:
-        run_values = {"b_run_id": run.run_id, **rows.run_progress_values(run)}
-        await self._writer.submit(
-            Write(
-                statements=[
-                    (_UPDATE_RUN_FINAL, run_values),
-                    (_INSERT_DEAD_LETTER, rows.dead_letter_values(record)),
-                ]
-            )
-        )
+    async def fail_run(
+        self,
+        run: Run,
+        new_step: StepRecord | None,
+        record: DeadLetterRecord,
+        lease_owner: str,
+        lease_until: int,
+    ) -> bool:
+        entry = {
+            **rows.dead_letter_values(record),
+            "hook_lease_owner": lease_owner,
+            "hook_lease_expires": lease_until,
+        }
+        values = {**rows.run_progress_values(run), "lease_owner": None, "lease_expires": None}
 
-    async def update_hook(self, dead_letter_id: str, hook: HookOutcome, *, expect: int | None = None) -> bool:
-        values: dict[str, Any] = rows.hook_values(hook)
-        if hook.state is not HookState.PENDING:
+        async def fail(conn: AsyncConnection) -> bool:
+            if self._dialect.fenced:
+                if not await self._fenced_progress(conn, run, new_step, values):
+                    return False
+            else:
+                await conn.execute(_UPDATE_RUN_FINAL, {"b_run_id": run.run_id, **values})
+            await conn.execute(_INSERT_DEAD_LETTER, entry)
+            return True
+
+        kept: bool = await self._writer.submit(Write(fn=fail))
+        return kept
+
+    async def record_hook_attempt(self, record: DeadLetterRecord, lease_owner: str, lease_until: int) -> bool:
+        values: dict[str, Any] = rows.hook_values(record.hook)
+        if record.hook.state is HookState.PENDING:
+            values.update(hook_lease_expires=lease_until)
+        else:
             values.update(hook_lease_owner=None, hook_lease_expires=None)
-        stmt = update(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id).values(values)
-        if expect is not None:
-            stmt = stmt.where(dead_letters.c.hook_state == int(expect))
+        stmt = (
+            update(dead_letters)
+            .where(
+                dead_letters.c.dead_letter_id == record.dead_letter_id,
+                dead_letters.c.hook_lease_owner == lease_owner,
+            )
+            .values(values)
+        )
+        run = record.run
+        move_run = run.state is RunState.DEAD_LETTERED
 
         async def apply(conn: AsyncConnection) -> bool:
-            return bool((await conn.execute(stmt)).rowcount)
+            if not (await conn.execute(stmt)).rowcount:
+                return False
+            if move_run:  # the hook has an outcome: the run is dead-lettered now
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.run_id == run.run_id, runs.c.state == int(RunState.FAILED))
+                    .values(state=int(RunState.DEAD_LETTERED), update_time=run.update_time)
+                )
+            return True
 
-        result: bool = await self._writer.submit(Write(fn=apply))
+        kept: bool = await self._writer.submit(Write(fn=apply))
+        return kept
+
+    async def rearm_hook(
+        self, dead_letter_id: str, lease_owner: str, lease_until: int, now: int
+    ) -> DeadLetterRecord | None:
+        async def rearm(conn: AsyncConnection) -> DeadLetterRecord | None:
+            done = await conn.execute(
+                update(dead_letters)
+                .where(
+                    dead_letters.c.dead_letter_id == dead_letter_id,
+                    dead_letters.c.hook_state == int(HookState.FAILED),
+                )
+                .values(
+                    hook_state=int(HookState.PENDING),
+                    hook_next_attempt_time=now,
+                    hook_round_start=dead_letters.c.hook_attempts + 1,
+                    hook_lease_owner=lease_owner,
+                    hook_lease_expires=lease_until,
+                )
+            )
+            if not done.rowcount:
+                return None
+            found = await self._load_dead_letters(
+                conn, select(dead_letters).where(dead_letters.c.dead_letter_id == dead_letter_id)
+            )
+            return found[0] if found else None
+
+        result: DeadLetterRecord | None = await self._writer.submit(Write(fn=rearm))
         return result
 
     async def claim_pending_hooks(
@@ -306,8 +396,9 @@ class SqlRunStore:
             conds.append(
                 tuple_(dead_letters.c.dead_letter_time, dead_letters.c.dead_letter_id) > tuple_(*query.after)
             )
+        columns = (dead_letters,) if include_details else _BASIC_DEAD_LETTER_COLUMNS
         stmt = (
-            select(dead_letters)
+            select(*columns)
             .where(and_(true(), *conds))
             .order_by(dead_letters.c.dead_letter_time, dead_letters.c.dead_letter_id)
             .limit(query.page_size + 1)
@@ -464,7 +555,7 @@ async def open_store(
     url: str,
     *,
     pool_size: int = DEFAULT_POOL_SIZE,
-    sqlite_synchronous: SqliteSynchronous | str = SqliteSynchronous.NORMAL,
+    sqlite_synchronous: SqliteSynchronous | str = SqliteSynchronous.FULL,
 ) -> SqlRunStore:
     """Open the database at ``url``, apply the migrations and start the store.
 
