@@ -35,9 +35,9 @@ from .api.workflow_service import WorkflowServicer
 from .config import Settings
 from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
+from .engine.limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
 from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
-from .engine.limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
 from .engine.runtime import Runtime, RuntimeSettings
 from .engine.service import Engine
 from .security import AuthorizationInterceptor, RoleMap
