@@ -28,12 +28,15 @@ from .api import registration as api
 from .config import Settings
 from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
+from .engine.limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
 from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
-from .engine.scheduler import Scheduler, SchedulerSettings
+from .engine.runtime import Runtime, RuntimeSettings
 from .engine.service import Engine
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
+from .store.database import DEFAULT_POOL_SIZE
+from .store.dialect import SqliteSynchronous
 from .telemetry import Metrics
 
 __all__ = ["INSECURE_HEALTH_SERVICE", "Orchestrator", "serve"]
@@ -50,10 +53,15 @@ _PURGE_INTERVAL_SECONDS = 3600.0
 _DEPTH_INTERVAL_SECONDS = 15.0
 #: A RunStepRequest carries every completed step's output, so it outgrows gRPC's 4 MiB default;
 #: trailers carry the StepError of a failed step.
+#: Reconnects after an endpoint's outage are tried at most a second apart (gRPC's default grows to
+#: 120 s, so a recovered endpoint was reached only after its runs' retries were spent).
 _OUTBOUND_LIMITS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_metadata_size", 64 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
@@ -69,11 +77,13 @@ class Orchestrator:
         self._store: SqlRunStore | None = None
         self._pool: ChannelPool | None = None
         self._dispatcher: GrpcDispatcher | None = None
-        self._scheduler: Scheduler | None = None
+        self._runtime: Runtime | None = None
         self._engine: Engine | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._depth_task: asyncio.Task[None] | None = None
         self._dlq_depth: int | None = None
+        self._serving = False
+        self._health_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def engine(self) -> Engine:
@@ -95,26 +105,35 @@ class Orchestrator:
                 "!!! INSECURE: plaintext gRPC, no client authentication, every caller is admin. "
                 "Development only: never expose this orchestrator. !!!"
             )
-        self._store = await open_store(s.database)
+        # Settings the api side adds to config.py (Settings.db_pool_size, .sqlite_synchronous,
+        # .max_step_output_bytes); their defaults hold until then.
+        self._store = await open_store(
+            s.database,
+            pool_size=getattr(s, "db_pool_size", DEFAULT_POOL_SIZE),
+            sqlite_synchronous=getattr(s, "sqlite_synchronous", SqliteSynchronous.FULL),
+        )
+        self._store.on_health(lambda _writable: self._refresh_health())
         self._pool = ChannelPool(self._channel_factory())
         self._metrics = Metrics(
-            in_flight=lambda: self.engine.scheduler.in_flight, dlq_depth=lambda: self._dlq_depth
+            in_flight=lambda: self.engine.runtime.in_flight, dlq_depth=lambda: self._dlq_depth
         )
         self._dispatcher = GrpcDispatcher(self._pool)
-        self._scheduler = Scheduler(
+        self._runtime = Runtime(
             self._store,
             self._dispatcher,
-            SchedulerSettings(
+            RuntimeSettings(
                 max_concurrent_dispatches=s.max_concurrent_dispatches,
                 lease_seconds=s.lease_seconds,
                 heartbeat_seconds=s.heartbeat_seconds,
                 claim_interval_seconds=s.claim_interval_seconds,
                 hook_policy=s.hook_policy,
+                max_step_output_bytes=getattr(s, "max_step_output_bytes", DEFAULT_MAX_STEP_OUTPUT_BYTES),
             ),
             self._metrics,
         )
-        self._engine = Engine(self._store, self._scheduler)
-        await self._scheduler.start(steal_leases=self._store.single_node)
+        self._runtime.on_loop_died = lambda _name: self._refresh_health()
+        self._engine = Engine(self._store, self._runtime)
+        await self._runtime.start(steal_leases=self._store.single_node)
 
         roles = RoleMap(s.roles) if s.roles else RoleMap.dev_default()
         server = grpc.aio.server(
@@ -149,8 +168,8 @@ class Orchestrator:
             raise OSError(f"cannot listen on {s.listen}")
         await server.start()
         self._server = server
-        for name in ("", *SERVICE_NAMES):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._serving = True
+        await self._apply_health()
         if s.insecure:
             await self._health.set(INSECURE_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self._depth_task = asyncio.get_running_loop().create_task(
@@ -188,6 +207,7 @@ class Orchestrator:
         """Stop gracefully within ``grace`` seconds (default: the configured grace period)."""
         grace = self.settings.grace_period if grace is None else grace
         started = time.monotonic()
+        self._serving = False
         await self._health.enter_graceful_shutdown()
         for task in (self._purge_task, self._depth_task):
             if task is not None:
@@ -196,13 +216,40 @@ class Orchestrator:
                     await task
         if self._server is not None:
             await self._server.stop(grace)
-        if self._scheduler is not None:
-            await self._scheduler.stop(max(0.0, grace - (time.monotonic() - started)))
+        if self._runtime is not None:
+            await self._runtime.stop(max(0.0, grace - (time.monotonic() - started)))
         if self._pool is not None:
             await self._pool.close()
         if self._store is not None:
             await self._store.close()
         log.info("failhook orchestrator stopped in %.2fs", time.monotonic() - started)
+
+    @property
+    def healthy(self) -> bool:
+        """Serving, the store writable and every background loop alive."""
+        return (
+            self._serving
+            and self._store is not None
+            and self._store.writable
+            and not (self._runtime is not None and self._runtime.dead_loops)
+        )
+
+    def _refresh_health(self) -> None:
+        """Re-derive health after the store or a loop changed (called from callbacks)."""
+        if self._serving:
+            task = asyncio.get_running_loop().create_task(self._apply_health(), name="failhook-health")
+            self._health_tasks.add(task)
+            task.add_done_callback(self._health_tasks.discard)
+
+    async def _apply_health(self) -> None:
+        """NOT_SERVING while the store cannot write or a background loop is dead, else SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.healthy
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
 
     def _channel_factory(self) -> ChannelFactory:
         s = self.settings

@@ -247,6 +247,15 @@ def _hook_to_proto(hook: HookOutcome, key: str) -> dl_pb.FailureHookOutcome:
     )
     if hook.last_attempt_time is not None:
         msg.last_attempt_time.CopyFrom(micros_to_timestamp(hook.last_attempt_time))
+    # Hook delivery history and next attempt (engine helper, issue 13).
+    if hook.next_attempt_time is not None:
+        msg.next_attempt_time.CopyFrom(micros_to_timestamp(hook.next_attempt_time))
+    for attempt in hook.history:
+        item = msg.attempt_history.add(
+            attempt=attempt.attempt, status_code=attempt.status_code, error=attempt.error
+        )
+        item.start_time.CopyFrom(micros_to_timestamp(attempt.time))
+        item.duration.FromMicroseconds(attempt.duration_us)
     return msg
 
 

@@ -154,7 +154,7 @@ async def test_cancel_sleeping_run_is_immediate_and_calls_no_hook(
 
 async def test_cancel_running_run_stops_at_the_step_boundary(harness: Harness, recorder: Recorder) -> None:
     started = await harness.start({"steps": 5, "step_delay_ms": 300})
-    await asyncio.sleep(0.1)  # the first step is in flight
+    await recorder.until(lambda: any(a[0] == started.run_id for a in recorder.attempts))  # s0 in flight
     response = (await harness.runs.CancelRun(ws.CancelRunRequest(run_id=started.run_id))).run
     assert response.cancel_requested
     run = await harness.wait(started.run_id, [run_pb2.RUN_STATE_CANCELED])

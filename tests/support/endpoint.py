@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,14 @@ class Recorder:
     hook_failures_left: int = 0
     hook_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     hook_delay: float = 0.0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until ``condition()`` holds, woken by every call the endpoint or the hook gets."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self.changed.clear()
+                await self.changed.wait()
 
 
 class ScriptedEndpoint(workflow_endpoint_pb2_grpc.WorkflowEndpointServicer):
@@ -58,6 +67,7 @@ class ScriptedEndpoint(workflow_endpoint_pb2_grpc.WorkflowEndpointServicer):
         run_id = request.context.workflow_run_id
         index = len(request.completed_steps)
         self.rec.attempts.append((run_id, index, request.attempt))
+        self.rec.changed.set()
         self.rec.metadata.append({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)})
         names = [s.name for s in request.completed_steps]
         sleep_after = script.get("sleep_after")
@@ -109,6 +119,7 @@ class RecordingHook(failure_hook_pb2_grpc.FailureHookServicer):
         self, request: failure_hook_pb2.OnWorkflowFailureRequest, context: Context
     ) -> failure_hook_pb2.OnWorkflowFailureResponse:
         self.rec.hook_requests.append(request)
+        self.rec.changed.set()
         if self.rec.hook_delay:
             await asyncio.sleep(self.rec.hook_delay)
         if self.rec.hook_failures_left > 0:
@@ -119,14 +130,16 @@ class RecordingHook(failure_hook_pb2_grpc.FailureHookServicer):
         )
 
 
-async def start_endpoint(files: tls.TLSFiles | None, recorder: Recorder) -> tuple[grpc.aio.Server, int]:
-    """Serve the scripted endpoint and hook on 127.0.0.1 (mTLS unless ``files`` is None)."""
+async def start_endpoint(
+    files: tls.TLSFiles | None, recorder: Recorder, port: int = 0
+) -> tuple[grpc.aio.Server, int]:
+    """Serve the scripted endpoint and hook on 127.0.0.1:``port`` (mTLS unless ``files`` is None)."""
     server = grpc.aio.server(options=tls.server_options())
     workflow_endpoint_pb2_grpc.add_WorkflowEndpointServicer_to_server(ScriptedEndpoint(recorder), server)
     failure_hook_pb2_grpc.add_FailureHookServicer_to_server(RecordingHook(recorder), server)
     if files is None:
-        port = server.add_insecure_port("127.0.0.1:0")
+        port = server.add_insecure_port(f"127.0.0.1:{port}")
     else:
-        port = server.add_secure_port("127.0.0.1:0", tls.server_credentials(files))
+        port = server.add_secure_port(f"127.0.0.1:{port}", tls.server_credentials(files))
     await server.start()
     return server, port

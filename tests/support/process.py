@@ -78,10 +78,11 @@ def spawn(
     *,
     extra_args: tuple[str, ...] = (),
     extra_env: dict[str, str] | None = None,
+    config_text: str = FAST_CONFIG,
 ) -> OrchestratorProcess:
     """Start the orchestrator on port 0 with mTLS and wait until it says where it listens."""
     config = tmp / "failhook.toml"
-    config.write_text(FAST_CONFIG)
+    config.write_text(config_text)
     files = certs.tls_files("orchestrator")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAILHOOK_", "OTEL_"))}
     env["FAILHOOK_TLS_KEY"] = str(files.key)  # one setting through the environment, the rest as flags

@@ -39,6 +39,7 @@ __all__ = ["GrpcDispatcher", "step_error_from_rpc_error"]
 log = logging.getLogger("failhook.dispatch")
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER = trace.get_tracer("failhook.orchestrator")  # a proxy until a provider is set: fetched once
 _STEP_ERROR_TYPE = "type.googleapis.com/" + workflow_endpoint_pb2.StepError.DESCRIPTOR.full_name
@@ -119,6 +120,12 @@ class GrpcDispatcher:
                 _record_status(span, error.code(), error.details())
                 return step_error_from_rpc_error(error)
             _record_status(span, grpc.StatusCode.OK, None)
+        if response is None:  # grpc hands back None when the answer does not decode
+            return StepErrored(
+                status_code=_INTERNAL,
+                message="the endpoint's RunStep answer could not be decoded as a RunStepResponse",
+                non_retryable=True,
+            )
         return _outcome(response)
 
     async def call_hook(
@@ -151,6 +158,12 @@ class GrpcDispatcher:
                     ok=False, status_code=error.code().value[0], message=error.details() or ""
                 )
             _record_status(span, grpc.StatusCode.OK, None)
+        if response is None:  # an answer that does not decode is a failed delivery
+            return HookCallResult(
+                ok=False,
+                status_code=_INTERNAL,
+                message="the hook's answer could not be decoded as an OnWorkflowFailureResponse",
+            )
         return HookCallResult(ok=True, result=response.result)
 
 

@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import enum
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .limits import (
+    DEFAULT_MAX_STEP_OUTPUT_BYTES,
+    MAX_DELAY_US,
+    MAX_STEP_NAME_CHARS,
+    clean_text,
+    step_name_problem,
+)
 from .model import Attempt, FailureReason, Run, StepFailureRecord, StepKind, StepRecord
 from .outcomes import RunCompleted, SleepRequested, StepCompleted, StepErrored, StepOutcome
-from .states import RunState, check_transition
+from .states import RunState, move
 
 __all__ = ["Next", "StepDecision", "apply_outcome", "history_mismatch"]
 
 #: Longest sleep a workflow may ask for (365 days), in microseconds.
-MAX_SLEEP_US = 365 * 24 * 3600 * 1_000_000
+MAX_SLEEP_US = MAX_DELAY_US
+#: Status codes of the failures the orchestrator records for a bad answer.
+_FAILED_PRECONDITION = 9
+_RESOURCE_EXHAUSTED = 8
 
 
 class Next(enum.Enum):
@@ -41,18 +51,33 @@ def history_mismatch(run: Run, name: str) -> str | None:
     """Say why a step name contradicts the run's history, or None when it is consistent."""
     if not name:
         return "the endpoint reported a step without a name"
+    if (problem := step_name_problem(name)) is not None:
+        return problem
     if any(step.name == name for step in run.steps):
         return f"the endpoint reported step {name!r} again, but it is already completed in this run's history"
     return None
 
 
 def apply_outcome(
-    run: Run, outcome: StepOutcome, *, start_time: int, end_time: int, rng: random.Random | None = None
+    run: Run,
+    outcome: StepOutcome,
+    *,
+    start_time: int,
+    end_time: int,
+    rng: random.Random | None = None,
+    max_output_bytes: int = DEFAULT_MAX_STEP_OUTPUT_BYTES,
 ) -> StepDecision:
-    """Apply one step call's outcome to ``run`` (in place) and decide what comes next."""
+    """Apply one step call's outcome to ``run`` (in place) and decide what comes next.
+
+    A bad answer (a name or an output beyond the limits of :mod:`.limits`) fails the run,
+    non-retryable; an error's free text is cleaned and cut, its retry-after capped.
+    """
+    if isinstance(outcome, StepErrored):
+        outcome = _cleaned(outcome)
+    elif (too_big := _oversized(outcome, max_output_bytes)) is not None:
+        outcome = too_big
     if run.state is not RunState.RUNNING:  # a pending or waking run starts its step call
-        check_transition(run.state, RunState.RUNNING)
-        run.state = RunState.RUNNING
+        move(run, RunState.RUNNING)
     run.update_time = end_time
     run.due_time = None
     if isinstance(outcome, StepCompleted | SleepRequested):
@@ -64,7 +89,12 @@ def apply_outcome(
         ):
             reason = f"sleep {outcome.name!r} asked for {outcome.duration_us}us, outside 0..365 days"
         if reason is not None:
-            error = StepErrored(status_code=9, message=reason, step_name=outcome.name, protocol_error=True)
+            error = StepErrored(
+                status_code=_FAILED_PRECONDITION,
+                message=reason,
+                step_name=clean_text(outcome.name, MAX_STEP_NAME_CHARS),
+                protocol_error=True,
+            )
             return _fail(run, error, start_time, end_time, FailureReason.HISTORY_MISMATCH)
         step = StepRecord(
             index=len(run.steps),
@@ -78,13 +108,13 @@ def apply_outcome(
         run.pending_attempts = []
         if isinstance(outcome, SleepRequested):
             step.wake_time = end_time + outcome.duration_us
-            run.state = RunState.SLEEPING
+            move(run, RunState.SLEEPING)
             run.wake_time = run.due_time = step.wake_time
             return StepDecision(Next.WAIT, step)
-        run.state = RunState.RUNNING
+        move(run, RunState.RUNNING)
         return StepDecision(Next.DISPATCH, step)
     if isinstance(outcome, RunCompleted):
-        run.state = RunState.SUCCEEDED
+        move(run, RunState.SUCCEEDED)
         run.output = outcome.output
         run.finish_time = end_time
         run.pending_attempts = []
@@ -102,13 +132,38 @@ def _on_error(run: Run, error: StepErrored, start: int, end: int, rng: random.Ra
     if not policy.allows_another_attempt(number):
         return _fail(run, error, start, end, FailureReason.ATTEMPTS_EXHAUSTED)
     if error.retry_after_us is not None:
-        delay_us = max(0, error.retry_after_us)
+        delay_us = min(MAX_DELAY_US, max(0, error.retry_after_us))
     else:
         delay_us = int(policy.backoff(number, rng) * 1_000_000)
     run.pending_attempts.append(_attempt(number, error, start, end, retryable=True, delay_us=delay_us))
-    run.state = RunState.RUNNING
+    move(run, RunState.RUNNING)
     run.due_time = end + delay_us
     return StepDecision(Next.WAIT)
+
+
+def _cleaned(error: StepErrored) -> StepErrored:
+    """The error with its text storable: no NUL, names and messages cut to their limits."""
+    return replace(
+        error,
+        message=clean_text(error.message),
+        step_name=clean_text(error.step_name, MAX_STEP_NAME_CHARS),
+        trailing_metadata={
+            clean_text(k, MAX_STEP_NAME_CHARS): clean_text(v) for k, v in error.trailing_metadata.items()
+        },
+    )
+
+
+def _oversized(outcome: StepOutcome, limit: int) -> StepErrored | None:
+    """A non-retryable failure when a step's (or the run's) output is over ``limit`` bytes."""
+    if not isinstance(outcome, StepCompleted | RunCompleted) or len(outcome.output) <= limit:
+        return None
+    what = f"step {clean_text(outcome.name, 64)!r}" if isinstance(outcome, StepCompleted) else "the run"
+    return StepErrored(
+        status_code=_RESOURCE_EXHAUSTED,
+        message=f"the output of {what} is {len(outcome.output)} bytes; the limit is {limit}",
+        step_name=clean_text(outcome.name, MAX_STEP_NAME_CHARS) if isinstance(outcome, StepCompleted) else "",
+        non_retryable=True,
+    )
 
 
 def _fail(run: Run, error: StepErrored, start: int, end: int, reason: FailureReason) -> StepDecision:
@@ -118,7 +173,7 @@ def _fail(run: Run, error: StepErrored, start: int, end: int, reason: FailureRea
     run.failure = StepFailureRecord(
         step_index=len(run.steps), reason=reason, attempts=list(run.pending_attempts)
     )
-    run.state = RunState.FAILED
+    move(run, RunState.FAILED)
     run.finish_time = end
     return StepDecision(Next.FAILED)
 

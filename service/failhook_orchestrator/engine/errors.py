@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["AlreadyExistsError", "EngineError", "FailedPreconditionError", "NotFoundError"]
+__all__ = [
+    "AlreadyExistsError",
+    "EngineError",
+    "FailedPreconditionError",
+    "NotFoundError",
+    "UnavailableError",
+]
 
 
 class EngineError(Exception):
@@ -24,3 +30,7 @@ class AlreadyExistsError(EngineError):
 
 class FailedPreconditionError(EngineError):
     """The resource is not in a state that allows the operation."""
+
+
+class UnavailableError(EngineError):
+    """The store cannot be reached now (a database restart or failover); the call may be retried."""

@@ -6,6 +6,13 @@ and the bounds on durations and times keep every stored time convertible back to
 ``google.protobuf.Timestamp`` (a run listing never fails on a stored value).
 
 Nothing here imports gRPC or SQL: status codes are kept as numbers.
+
+The last section bounds what an endpoint or a hook hands back (an untrusted answer): a name too
+long for its column, a NUL byte that PostgreSQL's text and JSONB types refuse, a delay beyond
+what a BIGINT of microseconds holds, or an output too large for a client to read back would
+otherwise fail the write again at every retry. Names that identify steps are refused (the run
+fails, non-retryable: cutting a name would break the replay); free text is cut and cleaned;
+delays are capped. The same rules hold on SQLite and PostgreSQL (``docs/runbook.md``).
 """
 
 from __future__ import annotations
@@ -19,15 +26,19 @@ from .policy import RetryPolicy
 from .states import RunState
 
 __all__ = [
+    "DEFAULT_MAX_STEP_OUTPUT_BYTES",
     "ERROR_CODES",
     "ERROR_DOMAIN",
     "HOOK_STATE_VALUES",
     "MAX_ATTEMPTS",
     "MAX_ATTEMPT_TIMEOUT_SECONDS",
     "MAX_BACKOFF_SECONDS",
+    "MAX_DELAY_US",
     "MAX_DURATION_SECONDS",
     "MAX_RETRY_AFTER_SECONDS",
     "MAX_SLEEP_SECONDS",
+    "MAX_STEP_NAME_CHARS",
+    "MAX_TEXT_CHARS",
     "MAX_TIME_US",
     "MIN_TIME_US",
     "RUN_STATE_VALUES",
@@ -38,7 +49,9 @@ __all__ = [
     "PolicyViolation",
     "check_policy",
     "clamp_time_us",
+    "clean_text",
     "code_name",
+    "step_name_problem",
     "unknown_codes",
 ]
 
@@ -142,3 +155,36 @@ def check_policy(policy: RetryPolicy) -> RetryPolicy:
     if bad:
         raise PolicyViolation("non_retryable_codes", f"{bad} are not gRPC error codes (1-16)")
     return policy
+
+
+# -- what workers hand back -----------------------------------------------------------------
+#: Longest step name (the width of the ``steps.name`` and ``dead_letters.failed_step`` columns).
+MAX_STEP_NAME_CHARS = 256
+#: Longest status message, hook error or hook result kept; longer text is cut.
+MAX_TEXT_CHARS = 4096
+#: Largest output of one step (or of the run) by default: 1 MiB, like the payload.
+DEFAULT_MAX_STEP_OUTPUT_BYTES = 1024 * 1024
+#: Longest delay a worker may ask for (a sleep or a retry-after): 365 days, in microseconds.
+MAX_DELAY_US = 365 * 24 * 3600 * 1_000_000
+
+_ELLIPSIS = "…"
+
+
+def clean_text(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` without NUL characters (shown as U+FFFD) and cut to ``limit`` characters."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if len(text) > limit:
+        text = text[: limit - 1] + _ELLIPSIS
+    return text
+
+
+def step_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a step's name, or None when it can."""
+    if len(name) > MAX_STEP_NAME_CHARS:
+        return (
+            f"the endpoint reported a step name of {len(name)} characters; the limit is {MAX_STEP_NAME_CHARS}"
+        )
+    if "\x00" in name:
+        return "the endpoint reported a step name containing a NUL character"
+    return None

@@ -16,6 +16,7 @@ __all__ = [
     "Attempt",
     "DeadLetterRecord",
     "FailureReason",
+    "HookAttempt",
     "HookOutcome",
     "HookState",
     "Run",
@@ -135,6 +136,7 @@ class Run:
     stored_step_count: int | None = None  # set when the run was loaded without its steps
     lease_owner: str = ""  # the orchestrator driving the run, as last loaded
     lease_expires: int | None = None
+    lease_epoch: int = 0  # bumped at every claim: a write with an older epoch is a stale replica's
 
     @property
     def step_count(self) -> int:
@@ -160,8 +162,26 @@ class Run:
 
 
 @dataclass(slots=True)
+class HookAttempt:
+    """One delivery attempt of a failure hook, as persisted on its DLQ entry."""
+
+    attempt: int
+    time: int
+    duration_us: int
+    status_code: int  # 0 (OK) when it succeeded
+    error: str = ""
+
+
+@dataclass(slots=True)
 class HookOutcome:
-    """What delivering the failure hook came to."""
+    """Where delivering the failure hook is: PENDING (attempts go on) or its outcome.
+
+    Attributes:
+        next_attempt_time: When the next attempt is due (a durable timer), while PENDING.
+        round_start: Number of the first attempt of the current delivery round (the first
+            delivery, or a RetryFailureHook): the hook policy's ``max_attempts`` counts from it.
+        history: Every attempt, oldest first.
+    """
 
     state: HookState
     attempts: int
@@ -170,6 +190,9 @@ class HookOutcome:
     target: str = ""
     last_status_code: int = 0
     last_attempt_time: int | None = None
+    next_attempt_time: int | None = None
+    round_start: int = 1
+    history: list[HookAttempt] = field(default_factory=list)
 
 
 @dataclass(slots=True)

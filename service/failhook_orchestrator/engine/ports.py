@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .model import DeadLetterRecord, HookOutcome, Run, StepRecord
+from .model import DeadLetterRecord, Run, StepRecord
 from .outcomes import HookCallResult, StepOutcome
 
 __all__ = ["DeadLetterPage", "DeadLetterQuery", "Dispatcher", "RunPage", "RunQuery", "RunStore"]
@@ -68,11 +68,20 @@ class RunStore(Protocol):
     async def get_run(self, run_id: str) -> Run | None:
         """Load a run with its steps, or None."""
 
-    async def list_runs(self, query: RunQuery) -> RunPage:
-        """List runs, newest first (create_time, run_id descending)."""
+    async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
+        """List runs, newest first (create_time, run_id descending).
 
-    async def save_progress(self, run: Run, new_step: StepRecord | None) -> None:
-        """Persist a run's new state, with the step it completed (group-committed)."""
+        Without ``include_details`` the runs come without payload, headers, steps, output and
+        attempt history (a listing that costs what its page holds, not what the runs hold).
+        """
+
+    async def save_progress(self, run: Run, new_step: StepRecord | None) -> bool:
+        """Persist a run's new state, with the step it completed (group-committed).
+
+        Returns False, and writes nothing, when the run's lease is no longer ``run.lease_owner``'s
+        at ``run.lease_epoch`` (another replica took it over: the caller drops the run). Stores
+        with a single writer process (SQLite) may skip the check and always return True.
+        """
 
     async def request_cancel(self, run_id: str, now: int) -> Run | None:
         """Mark a non-terminal run ``cancel_requested``; return the run (None if unknown)."""
@@ -97,14 +106,33 @@ class RunStore(Protocol):
     async def release_leases(self, owner: str, run_ids: Sequence[str]) -> None:
         """Give up the lease of the given runs (graceful shutdown)."""
 
-    async def dead_letter(self, run: Run, record: DeadLetterRecord) -> None:
-        """Move a FAILED run to DEAD_LETTERED and insert its DLQ entry, in one transaction."""
+    async def fail_run(
+        self,
+        run: Run,
+        new_step: StepRecord | None,
+        record: DeadLetterRecord,
+        lease_owner: str,
+        lease_until: int,
+    ) -> bool:
+        """Persist a FAILED run and insert its DLQ entry (hook PENDING, leased), in one transaction.
 
-    async def update_hook(self, dead_letter_id: str, hook: HookOutcome, *, expect: int | None = None) -> bool:
-        """Record a new hook outcome on a DLQ entry.
+        Returns False (and writes nothing) when the run's lease was taken over, as ``save_progress``.
+        """
 
-        With ``expect`` (a HookState value) the update happens only if the entry's hook is in
-        that state. Returns whether a row was updated.
+    async def record_hook_attempt(self, record: DeadLetterRecord, lease_owner: str, lease_until: int) -> bool:
+        """Persist the entry's hook outcome after an attempt (history, next attempt time, state).
+
+        When the run is DEAD_LETTERED in ``record.run`` (the hook has an outcome), the run moves
+        there in the same transaction. Returns False (nothing written) when the entry's hook lease
+        is no longer ``lease_owner``'s; otherwise the lease is renewed to ``lease_until``.
+        """
+
+    async def rearm_hook(
+        self, dead_letter_id: str, lease_owner: str, lease_until: int, now: int
+    ) -> DeadLetterRecord | None:
+        """Make a FAILED hook PENDING again, due ``now`` and leased to ``lease_owner``.
+
+        Returns the entry, or None when it does not exist or its hook is not FAILED.
         """
 
     async def claim_pending_hooks(
@@ -115,8 +143,14 @@ class RunStore(Protocol):
     async def get_dead_letter(self, dead_letter_id: str) -> DeadLetterRecord | None:
         """Load one DLQ entry with its run."""
 
-    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
-        """List DLQ entries, oldest first (dead_letter_time, dead_letter_id ascending)."""
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, *, include_details: bool = True
+    ) -> DeadLetterPage:
+        """List DLQ entries, oldest first (dead_letter_time, dead_letter_id ascending).
+
+        Without ``include_details`` each entry's run comes without payload, headers, steps and
+        output, and its failure with the last attempt only.
+        """
 
     async def count_dead_letters(self, query: DeadLetterQuery) -> int:
         """Count the DLQ entries a query's filters select (its page is ignored)."""

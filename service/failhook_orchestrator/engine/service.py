@@ -2,23 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from failhook_orchestrator.telemetry import linked_traceparent
 
 from .errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
-from .model import DeadLetterRecord, HookState, Run, RunOrigin, now_us
+from .model import DeadLetterRecord, HookState, Run, RunOrigin
 from .policy import RetryPolicy
 from .ports import DeadLetterPage, DeadLetterQuery, RunPage, RunQuery, RunStore
-from .scheduler import Scheduler
+from .runtime import Runtime
 from .states import TERMINAL_STATES, RunState
 
 __all__ = ["Engine", "ResumeChanges", "RunSpec"]
 
 log = logging.getLogger("failhook.engine")
+
+T = TypeVar("T")
+
+
+async def _whatever_the_caller_does(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end even if the caller is canceled (a client deadline or cancel).
+
+    A write that becomes durable must be followed by what makes it progress (driving the run,
+    delivering the hook): both happen in one task the caller's cancellation cannot reach, and
+    the caller only stops waiting for it.
+    """
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_retrieve)
+    return await asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Fetch a shielded task's error, so that a caller that left does not leave it unretrieved."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.debug("work finished after its caller left: %s", error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +68,17 @@ class ResumeChanges:
 
 
 class Engine:
-    """The orchestrator's use cases over a store and a scheduler."""
+    """The orchestrator's use cases over a store and the runtime that drives the runs."""
 
-    def __init__(self, store: RunStore, scheduler: Scheduler) -> None:
+    def __init__(self, store: RunStore, runtime: Runtime) -> None:
         self._store = store
-        self._scheduler = scheduler
+        self._runtime = runtime
+        self._clock = runtime.clock
 
     @property
-    def scheduler(self) -> Scheduler:
-        """The scheduler driving the runs."""
-        return self._scheduler
+    def runtime(self) -> Runtime:
+        """The runtime driving the runs."""
+        return self._runtime
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -64,7 +87,7 @@ class Engine:
 
         Returns the run and whether it already existed.
         """
-        now = now_us()
+        now = self._clock.now_us()
         run = Run(
             run_id=spec.run_id or uuid.uuid4().hex,
             workflow=spec.workflow,
@@ -80,9 +103,7 @@ class Engine:
         )
         stored, created = await self._create(run, may_exist=bool(spec.run_id))
         if created:
-            self._scheduler.metrics.runs_started.add(
-                1, {"failhook.workflow": run.workflow, "origin": "start"}
-            )
+            self._runtime.metrics.runs_started.add(1, {"failhook.workflow": run.workflow, "origin": "start"})
         if not created:
             if stored.workflow != spec.workflow:
                 raise AlreadyExistsError(
@@ -98,9 +119,9 @@ class Engine:
             raise NotFoundError(f"run {run_id!r} not found", field="run_id")
         return run
 
-    async def list_runs(self, query: RunQuery) -> RunPage:
-        """List runs."""
-        return await self._store.list_runs(query)
+    async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
+        """List runs (``include_details=False``: the BASIC view, see ``RunStore.list_runs``)."""
+        return await self._store.list_runs(query, include_details=include_details)
 
     async def cancel_run(self, run_id: str) -> Run:
         """Cancel a run now, or at its next step boundary when a step call is in flight."""
@@ -111,20 +132,20 @@ class Engine:
             raise FailedPreconditionError(
                 f"run {run_id!r} is {run.state.name} and can no longer be canceled", field="run_id"
             )
-        stored = await self._store.request_cancel(run_id, now_us())
+        stored = await self._store.request_cancel(run_id, self._clock.now_us())
         if stored is None:
             raise NotFoundError(f"run {run_id!r} not found", field="run_id")
-        if self._scheduler.request_cancel(run_id) or self._scheduler.is_busy(run_id):
+        if self._runtime.request_cancel(run_id) or self._runtime.is_busy(run_id):
             return stored  # the driver stops at the step boundary
         if (
             stored.lease_owner
-            and stored.lease_owner != self._scheduler.owner
-            and (stored.lease_expires or 0) > now_us()
+            and stored.lease_owner != self._runtime.owner
+            and (stored.lease_expires or 0) > self._clock.now_us()
         ):
             return stored  # another live replica drives it: it sees the flag at its next heartbeat
         if stored.state in TERMINAL_STATES or stored.state is RunState.FAILED:
             return stored
-        await self._scheduler.cancel_idle(stored)
+        await self._runtime.cancel_idle(stored)
         return stored
 
     # -- dead letters ------------------------------------------------------------------------
@@ -136,9 +157,11 @@ class Engine:
             raise NotFoundError(f"dead letter {dead_letter_id!r} not found", field="dead_letter_id")
         return record
 
-    async def list_dead_letters(self, query: DeadLetterQuery) -> DeadLetterPage:
-        """List DLQ entries."""
-        return await self._store.list_dead_letters(query)
+    async def list_dead_letters(
+        self, query: DeadLetterQuery, *, include_details: bool = True
+    ) -> DeadLetterPage:
+        """List DLQ entries (``include_details=False``: the BASIC view)."""
+        return await self._store.list_dead_letters(query, include_details=include_details)
 
     async def count_dead_letters(self, query: DeadLetterQuery) -> int:
         """Count the DLQ entries a filter selects."""
@@ -163,7 +186,11 @@ class Engine:
         return await self._replace(record, child)
 
     async def retry_hook(self, dead_letter_id: str) -> DeadLetterRecord:
-        """Deliver a FAILED hook again (in the background), with the same idempotency key."""
+        """Deliver a FAILED hook again (in the background), with the same idempotency key.
+
+        The entry turns PENDING, leased to this process, in one write; its attempts then go
+        through hook delivery's durable timers like the first delivery's.
+        """
         record = await self.get_dead_letter(dead_letter_id)
         if record.hook.state is not HookState.FAILED:
             raise FailedPreconditionError(
@@ -171,14 +198,20 @@ class Engine:
                 " be retried",
                 field="dead_letter_id",
             )
-        pending = replace(record.hook, state=HookState.PENDING)
-        if not await self._store.update_hook(dead_letter_id, pending, expect=HookState.FAILED):
+        owner, lease_until = self._lease()
+
+        async def rearm_and_deliver() -> DeadLetterRecord | None:
+            rearmed = await self._store.rearm_hook(dead_letter_id, owner, lease_until, self._clock.now_us())
+            if rearmed is not None:
+                self._runtime.schedule_hook(rearmed)
+            return rearmed
+
+        rearmed = await _whatever_the_caller_does(rearm_and_deliver())
+        if rearmed is None:
             raise FailedPreconditionError(
                 f"the failure hook of {dead_letter_id!r} is already being retried", field="dead_letter_id"
             )
-        record.hook = pending
-        self._scheduler.deliver_hook(record)
-        return record
+        return rearmed
 
     async def delete_dead_letter(self, dead_letter_id: str, *, allow_missing: bool) -> bool:
         """Delete a DLQ entry; NotFoundError unless it existed or ``allow_missing``."""
@@ -197,10 +230,16 @@ class Engine:
     # -- helpers -----------------------------------------------------------------------------
 
     async def _create(self, run: Run, *, may_exist: bool) -> tuple[Run, bool]:
-        stored, created = await self._store.create_run(run, *self._lease(), may_exist=may_exist)
-        if created:
-            self._scheduler.submit(stored)
-        return stored, created
+        owner, lease_until = self._lease()
+        run.lease_owner, run.lease_expires = owner, lease_until
+
+        async def create_and_drive() -> tuple[Run, bool]:
+            stored, created = await self._store.create_run(run, owner, lease_until, may_exist=may_exist)
+            if created:
+                self._runtime.submit(stored)
+            return stored, created
+
+        return await _whatever_the_caller_does(create_and_drive())
 
     async def _replace(self, record: DeadLetterRecord, child: Run) -> Run:
         child.trace_context = linked_traceparent(
@@ -208,20 +247,28 @@ class Engine:
             record.run.trace_context,
             {"failhook.run_id": child.run_id, "failhook.parent_run_id": record.run.run_id},
         )
-        if not await self._store.replace_dead_letter(record.dead_letter_id, child, *self._lease()):
+
+        owner, lease_until = self._lease()
+        child.lease_owner, child.lease_expires = owner, lease_until
+
+        async def replace_and_drive() -> bool:
+            if not await self._store.replace_dead_letter(record.dead_letter_id, child, owner, lease_until):
+                return False
+            self._runtime.metrics.runs_started.add(
+                1, {"failhook.workflow": child.workflow, "origin": child.origin.name.lower()}
+            )
+            self._runtime.submit(child)
+            return True
+
+        if not await _whatever_the_caller_does(replace_and_drive()):
             raise NotFoundError(f"dead letter {record.dead_letter_id!r} not found", field="dead_letter_id")
-        self._scheduler.metrics.runs_started.add(
-            1, {"failhook.workflow": child.workflow, "origin": child.origin.name.lower()}
-        )
-        self._scheduler.submit(child)
         return child
 
     def _lease(self) -> tuple[str, int]:
-        return self._scheduler.owner, now_us() + self._scheduler.lease_us
+        return self._runtime.owner, self._clock.now_us() + self._runtime.lease_us
 
-    @staticmethod
-    def _child(parent: Run, origin: RunOrigin, *, keep_steps: bool) -> Run:
-        now = now_us()
+    def _child(self, parent: Run, origin: RunOrigin, *, keep_steps: bool) -> Run:
+        now = self._clock.now_us()
         return Run(
             run_id=uuid.uuid4().hex,
             workflow=parent.workflow,

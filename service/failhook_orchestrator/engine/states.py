@@ -1,10 +1,25 @@
-"""The run state machine: one table of allowed transitions and pure functions over it."""
+"""The run state machine: one table of allowed transitions and pure functions over it.
+
+Every change of a run's state goes through :func:`move`, which checks the table; the sets the
+store needs (terminal, unfinished) are derived from the table, never listed again.
+"""
 
 from __future__ import annotations
 
 import enum
+from typing import Protocol
 
-__all__ = ["TERMINAL_STATES", "IllegalTransitionError", "RunState", "can_transition", "check_transition"]
+__all__ = [
+    "TERMINAL_STATES",
+    "TRANSITIONS",
+    "UNFINISHED_STATES",
+    "IllegalTransitionError",
+    "RunState",
+    "Stateful",
+    "can_transition",
+    "check_transition",
+    "move",
+]
 
 
 class RunState(enum.IntEnum):
@@ -33,7 +48,10 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     _S.CANCELED: frozenset(),
 }
 
+#: States a run never leaves.
 TERMINAL_STATES = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+#: States a run is still in motion in (driven, waiting, or delivering its hook).
+UNFINISHED_STATES = frozenset(s for s in TRANSITIONS if s not in TERMINAL_STATES)
 
 
 class IllegalTransitionError(Exception):
@@ -49,3 +67,15 @@ def check_transition(current: RunState, target: RunState) -> None:
     """Raise :class:`IllegalTransitionError` unless the move is allowed."""
     if not can_transition(current, target):
         raise IllegalTransitionError(f"run cannot move from {current.name} to {target.name}")
+
+
+class Stateful(Protocol):
+    """Anything with a run state (a run)."""
+
+    state: RunState
+
+
+def move(subject: Stateful, target: RunState) -> None:
+    """Move ``subject`` to ``target`` or raise :class:`IllegalTransitionError` (the one way to move)."""
+    check_transition(subject.state, target)
+    subject.state = target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -14,22 +13,29 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["Database", "DatabaseLockedError", "run_migrations"]
+from .dialect import Dialect, SqliteSynchronous, dialect_for
+
+__all__ = ["DEFAULT_POOL_SIZE", "Database", "DatabaseLockedError", "run_migrations"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Read connections of a PostgreSQL replica's pool, unless told otherwise.
+DEFAULT_POOL_SIZE = 10
 
 
 class DatabaseLockedError(RuntimeError):
     """Another orchestrator process already uses this SQLite database."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at every checkpoint; no fsync per commit
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(synchronous: SqliteSynchronous) -> Any:
+    def apply(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.value}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return apply
 
 
 def run_migrations(connection: Connection) -> None:
@@ -43,42 +49,46 @@ def run_migrations(connection: Connection) -> None:
 class Database:
     """An async engine on SQLite or PostgreSQL, migrated and ready."""
 
-    def __init__(self, engine: AsyncEngine, *, single_node: bool, lock: IO[str] | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, dialect: Dialect, *, lock: IO[str] | None = None) -> None:
         self.engine = engine
-        self.single_node = single_node
+        self.dialect = dialect
         self._lock = lock
 
+    @property
+    def single_node(self) -> bool:
+        """True when this process is known to be the database's only user (SQLite)."""
+        return self.dialect.single_node
+
     @classmethod
-    async def open(cls, url: str) -> Database:
+    async def open(
+        cls,
+        url: str,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        sqlite_synchronous: SqliteSynchronous = SqliteSynchronous.FULL,
+    ) -> Database:
         """Create the engine for ``url`` and apply the migrations.
 
         SQLite means one orchestrator process: a lock file next to the database makes a second
         process fail at start instead of corrupting the leases' meaning.
+
+        Args:
+            url: The SQLAlchemy URL.
+            pool_size: Read connections of the pool (PostgreSQL).
+            sqlite_synchronous: SQLite's durability of a commit (see :class:`SqliteSynchronous`).
         """
         parsed = make_url(url)
+        dialect = dialect_for(parsed.get_backend_name(), pool_size=pool_size)
         lock: IO[str] | None = None
-        if parsed.get_backend_name() == "sqlite":
+        if dialect.single_node:
             if not parsed.database or parsed.database == ":memory:":
                 raise ValueError("failhook needs a SQLite file: use sqlite+aiosqlite:///path/to/failhook.db")
             path = Path(parsed.database)
             path.parent.mkdir(parents=True, exist_ok=True)
             lock = cls._lock_file(path)
-            engine = create_async_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        else:
-            # Reads use the pool; all writes go through one group-commit connection, so a small pool
-            # serves a replica. A statement that hangs (lock wait, failover) is cut after 30 s.
-            engine = create_async_engine(
-                url,
-                pool_size=int(os.environ.get("FAILHOOK_DB_POOL_SIZE", "10")),
-                max_overflow=10,
-                pool_pre_ping=True,
-                pool_recycle=1800,
-                hide_parameters=True,  # statement parameters hold payloads and headers: never log them
-                connect_args={
-                    "server_settings": {"statement_timeout": "30000", "application_name": "failhook"}
-                },
-            )
+        engine = create_async_engine(url, **dialect.engine_options)
+        if dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(run_migrations)
@@ -87,7 +97,7 @@ class Database:
             if lock is not None:
                 lock.close()
             raise
-        return cls(engine, single_node=lock is not None, lock=lock)
+        return cls(engine, dialect, lock=lock)
 
     async def close(self) -> None:
         """Dispose of the engine and release the lock."""

@@ -10,6 +10,7 @@ from failhook_orchestrator.engine.model import (
     Attempt,
     DeadLetterRecord,
     FailureReason,
+    HookAttempt,
     HookOutcome,
     HookState,
     Run,
@@ -19,7 +20,7 @@ from failhook_orchestrator.engine.model import (
     StepRecord,
 )
 from failhook_orchestrator.engine.policy import RetryPolicy
-from failhook_orchestrator.engine.states import RunState
+from failhook_orchestrator.engine.states import TERMINAL_STATES, RunState
 
 __all__ = [
     "dead_letter_from_row",
@@ -118,7 +119,7 @@ def _failure_from_json(d: Mapping[str, Any] | None) -> StepFailureRecord | None:
 
 def run_progress_values(run: Run) -> dict[str, Any]:
     """The columns of a run that change as it progresses."""
-    terminal = run.state in (RunState.SUCCEEDED, RunState.DEAD_LETTERED, RunState.CANCELED)
+    terminal = run.state in TERMINAL_STATES
     values: dict[str, Any] = {
         "state": int(run.state),
         "pending_attempts": attempts_to_json(run.pending_attempts),
@@ -152,6 +153,7 @@ def run_values(run: Run) -> dict[str, Any]:
         "origin": int(run.origin),
         "parent_run_id": run.parent_run_id,
         "cancel_requested": run.cancel_requested,  # afterwards only request_cancel sets it
+        "lease_epoch": run.lease_epoch,
         **run_progress_values(run),
     }
 
@@ -164,8 +166,8 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         state=RunState(row["state"]),
         endpoint=row["endpoint"],
         failure_hook=row["failure_hook"],
-        payload=bytes(row["payload"]),
-        headers=dict(row["headers"]),
+        payload=bytes(row["payload"]) if "payload" in row else b"",
+        headers=dict(row["headers"]) if "headers" in row else {},
         retry_policy=policy_from_json(row["retry_policy"]),
         create_time=row["create_time"],
         update_time=row["update_time"],
@@ -175,7 +177,7 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         steps=list(steps or ()),
         stored_step_count=row["step_count"] if steps is None else None,
         pending_attempts=attempts_from_json(row["pending_attempts"]) if "pending_attempts" in row else [],
-        output=bytes(row["output"]),
+        output=bytes(row["output"]) if "output" in row else b"",
         failure=_failure_from_json(row["failure"]) if "failure" in row else None,
         finish_time=row["finish_time"],
         due_time=row["due_time"],
@@ -184,6 +186,7 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         dead_letter_id=row["dead_letter_id"],
         lease_owner=row["lease_owner"] or "",
         lease_expires=row["lease_expires"],
+        lease_epoch=row.get("lease_epoch", 0),
     )
 
 
@@ -214,9 +217,38 @@ def step_from_row(row: Mapping[Any, Any]) -> StepRecord:
     )
 
 
+def _hook_history_to_json(history: Sequence[HookAttempt]) -> list[dict[str, Any]]:
+    return [
+        {
+            "attempt": a.attempt,
+            "time": a.time,
+            "duration_us": a.duration_us,
+            "status_code": a.status_code,
+            "error": a.error,
+        }
+        for a in history
+    ]
+
+
+def _hook_history_from_json(data: Sequence[Mapping[str, Any]]) -> list[HookAttempt]:
+    return [
+        HookAttempt(
+            attempt=int(d["attempt"]),
+            time=int(d["time"]),
+            duration_us=int(d["duration_us"]),
+            status_code=int(d["status_code"]),
+            error=str(d.get("error", "")),
+        )
+        for d in data
+    ]
+
+
 def hook_values(hook: HookOutcome) -> dict[str, Any]:
     """The hook columns of a DLQ entry."""
     return {
+        "hook_next_attempt_time": hook.next_attempt_time,
+        "hook_round_start": hook.round_start,
+        "hook_history": _hook_history_to_json(hook.history),
         "hook_state": int(hook.state),
         "hook_attempts": hook.attempts,
         "hook_last_error": hook.last_error,
@@ -243,10 +275,14 @@ def dead_letter_values(record: DeadLetterRecord) -> dict[str, Any]:
     }
 
 
-def dead_letter_from_row(row: Mapping[Any, Any], run: Run) -> DeadLetterRecord:
-    """A DLQ entry of its row and its run."""
+def dead_letter_from_row(
+    row: Mapping[Any, Any], run: Run, *, last_attempt_only: bool = False
+) -> DeadLetterRecord:
+    """A DLQ entry of its row and its run (``last_attempt_only``: the history cut to its last attempt)."""
     failure = _failure_from_json(row["failure"])
     assert failure is not None
+    if last_attempt_only:
+        failure.attempts = failure.attempts[-1:]
     return DeadLetterRecord(
         dead_letter_id=row["dead_letter_id"],
         run=run,
@@ -259,6 +295,9 @@ def dead_letter_from_row(row: Mapping[Any, Any], run: Run) -> DeadLetterRecord:
             target=row["hook_target"],
             last_status_code=row["hook_last_status"],
             last_attempt_time=row["hook_last_attempt_time"],
+            next_attempt_time=row["hook_next_attempt_time"],
+            round_start=row["hook_round_start"],
+            history=_hook_history_from_json(row["hook_history"]) if "hook_history" in row else [],
         ),
         idempotency_key=row["idempotency_key"],
         dead_letter_time=row["dead_letter_time"],

@@ -1,7 +1,7 @@
 """Secrets the orchestrator keeps in its database, shared by every replica (e.g. the page-token key).
 
 A secret is made once, by whichever replica asks first (an insert that yields to a concurrent
-one), and read back by all. The table is created by the migration ``0002_page_token_key``.
+one), and read back by all. The table is created by the migration ``0003_page_token_key``.
 """
 
 from __future__ import annotations

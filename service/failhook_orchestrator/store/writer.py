@@ -5,6 +5,14 @@ about the same whatever it holds, because the cost is the thread hand-offs of ai
 commit, not the rows. So one writer task drains every write queued meanwhile and runs them in a
 single transaction: statements shared by several callers go out as one ``executemany``. A batch
 that fails is replayed one write per transaction, so one bad write fails alone.
+
+The writer survives the database going away (a PostgreSQL restart or failover): a lost
+connection is dropped, never kept, and the next transaction connects again. Transient failures
+are retried with backoff for a few seconds; past that the waiting writes fail with
+:class:`~failhook_orchestrator.engine.errors.UnavailableError`. From the first lost connection the
+writer is *unwritable* (``writable`` False, ``on_health(False)``: health NOT_SERVING); while idle
+it probes the database with backoff, and it is writable again after the first commit that
+succeeds.
 """
 
 from __future__ import annotations
@@ -17,15 +25,30 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, InterfaceError, ResourceClosedError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
-__all__ = ["GroupCommitWriter", "Write"]
+from failhook_orchestrator.engine.errors import UnavailableError
+
+from .dialect import Dialect
+
+__all__ = ["GroupCommitWriter", "StoreUnavailableError", "Write", "is_transient"]
 
 log = logging.getLogger("failhook.store")
 
 WriteFn = Callable[[AsyncConnection], Awaitable[Any]]
+
+#: Attempts of a batch that meets transient errors (about 3 s of backoff in all) before its
+#: writes fail as unavailable.
+_TRANSIENT_ATTEMPTS = 6
+#: Backoff between probes of an unreachable database, in seconds.
+_PROBE_MIN, _PROBE_MAX = 0.1, 2.0
+
+
+class StoreUnavailableError(UnavailableError):
+    """The database cannot be written now; the write was not committed."""
 
 
 @dataclass(slots=True)
@@ -43,15 +66,29 @@ class Write:
     future: asyncio.Future[Any] | None = None
 
 
+class _Lost(Exception):
+    """The connection could not be opened or was lost (wraps the cause)."""
+
+
 class GroupCommitWriter:
     """The single writer of a database: serialises writes and commits them in groups."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        dialect: Dialect,
+        *,
+        max_batch: int = 1024,
+        on_health: Callable[[bool], None] | None = None,
+    ) -> None:
         self._engine = engine
+        self._dialect = dialect
         self._max_batch = max_batch
         self._queue: asyncio.Queue[Write] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._conn: AsyncConnection | None = None
+        self.on_health = on_health
+        self.writable = True
         self.batches = 0
         self.writes = 0
 
@@ -68,9 +105,7 @@ class GroupCommitWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+        await self._drop_connection()
 
     async def submit(self, write: Write) -> Any:
         """Queue a write and wait until it is committed; return its function's value."""
@@ -81,20 +116,39 @@ class GroupCommitWriter:
         return await write.future
 
     async def _run(self) -> None:
+        probe_delay = _PROBE_MIN
         while True:
-            batch = [await self._queue.get()]
+            if self.writable:
+                first = await self._queue.get()
+            else:  # idle while unwritable: probe the database now and then
+                try:
+                    first = await asyncio.wait_for(self._queue.get(), probe_delay)
+                except TimeoutError:
+                    await self._probe()
+                    probe_delay = min(_PROBE_MAX, probe_delay * 2)
+                    continue
+            probe_delay = _PROBE_MIN
+            batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
                 await self._commit(batch)
+            except Exception:  # never let the writer die: fail the batch, keep serving
+                log.exception("the group-commit writer failed a batch")
+                for write in batch:
+                    _set_exception(write, StoreUnavailableError("the store failed to write"))
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[Write]) -> None:
-        assert self._conn is not None
         try:
             results = await self._with_retries(batch)
+        except _Lost as lost:
+            error = _unavailable(lost)
+            for write in batch:
+                _set_exception(write, error)
+            return
         except Exception as exc:
             await self._rollback_quietly()
             if len(batch) == 1:
@@ -102,7 +156,9 @@ class GroupCommitWriter:
                 return
             for write in batch:  # isolate the failing write
                 try:
-                    (result,) = await self._transaction([write])
+                    (result,) = await self._with_retries([write])
+                except _Lost as lost:
+                    _set_exception(write, _unavailable(lost))
                 except Exception as exc:
                     await self._rollback_quietly()
                     _set_exception(write, exc)
@@ -115,54 +171,105 @@ class GroupCommitWriter:
             _set_result(write, result)
 
     async def _with_retries(self, batch: list[Write]) -> list[Any]:
-        """Run a batch, retrying transient failures (serialization, deadlock, lost connection)."""
+        """Run a batch, retrying transient failures (serialization, deadlock, lost connection).
+
+        Raises:
+            _Lost: The database stayed unreachable through every attempt.
+        """
         for attempt in range(1, _TRANSIENT_ATTEMPTS + 1):
             try:
-                return await self._transaction(batch)
-            except DBAPIError as exc:
-                if attempt == _TRANSIENT_ATTEMPTS or not is_transient(exc):
+                results = await self._transaction(batch)
+            except Exception as exc:
+                if not self._is_transient(exc):
                     raise
-                log.warning("transient database error (attempt %d), retrying: %s", attempt, exc.orig)
+                log.warning("transient database error (attempt %d), retrying: %s", attempt, _cause(exc))
                 await self._rollback_quietly()
-                if exc.connection_invalidated:
-                    await self._reconnect()
+                if self._lost(exc):  # the store cannot write now: health says so at once
+                    self._set_writable(False)
+                    await self._drop_connection()
+                if attempt == _TRANSIENT_ATTEMPTS:
+                    raise _Lost(_cause(exc)) from exc
                 await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random() / 2))
+            else:
+                self._set_writable(True)
+                return results
         raise AssertionError("unreachable")
 
-    async def _reconnect(self) -> None:
-        if self._conn is not None:
+    async def _probe(self) -> None:
+        """Try an empty transaction; turn writable again when it commits."""
+        with contextlib.suppress(Exception):
+            await self._transaction([])
+            self._set_writable(True)
+            log.info("the database is writable again")
+            return
+        await self._drop_connection()
+
+    def _set_writable(self, writable: bool) -> None:
+        if writable == self.writable:
+            return
+        self.writable = writable
+        if not writable:
+            log.error("the database cannot be written: health is NOT_SERVING until it can")
+        if self.on_health is not None:
+            self.on_health(writable)
+
+    async def _connection(self) -> AsyncConnection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.invalidated:
+            await self._drop_connection()
+            try:
+                conn = self._conn = await self._engine.connect()
+            except Exception as exc:  # refused, shutting down, starting up: all mean "not yet"
+                raise _Lost(_cause(exc)) from exc
+        return conn
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
             with contextlib.suppress(Exception):
-                await self._conn.close()
-        self._conn = await self._engine.connect()
+                await conn.close()
 
     async def _transaction(self, batch: list[Write]) -> list[Any]:
-        assert self._conn is not None
+        conn = await self._connection()
         grouped: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
         for write in batch:
             for statement, params in write.statements:
                 grouped.setdefault(id(statement), (statement, []))[1].append(params)
-        async with self._conn.begin():
+        async with conn.begin():
+            if not batch:
+                await conn.execute(text("SELECT 1"))
             for statement, params_list in grouped.values():
-                await self._conn.execute(statement, params_list if len(params_list) > 1 else params_list[0])
-            return [await write.fn(self._conn) if write.fn is not None else None for write in batch]
+                await conn.execute(statement, params_list if len(params_list) > 1 else params_list[0])
+            return [await write.fn(conn) if write.fn is not None else None for write in batch]
+
+    def _is_transient(self, exc: Exception) -> bool:
+        if isinstance(exc, _Lost | ResourceClosedError | InterfaceError | OSError):
+            return True
+        return isinstance(exc, DBAPIError) and is_transient(exc, self._dialect)
+
+    @staticmethod
+    def _lost(exc: Exception) -> bool:
+        if isinstance(exc, DBAPIError):
+            return bool(exc.connection_invalidated) or isinstance(exc, InterfaceError)
+        return True
 
     async def _rollback_quietly(self) -> None:
-        assert self._conn is not None
-        with contextlib.suppress(Exception):
-            await self._conn.rollback()
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.rollback()
 
 
-_TRANSIENT_ATTEMPTS = 5
-#: PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, connection loss, failover.
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "08000", "08003", "08006", "57P01", "57P02", "57P03"})
-
-
-def is_transient(exc: DBAPIError) -> bool:
+def is_transient(exc: DBAPIError, dialect: Dialect) -> bool:
     """Tell whether a database error may go away when the transaction is tried again."""
-    if exc.connection_invalidated:
-        return True
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code in _TRANSIENT_SQLSTATES or "database is locked" in str(exc.orig)
+    return bool(exc.connection_invalidated) or dialect.is_transient(exc.orig)
+
+
+def _unavailable(lost: _Lost) -> StoreUnavailableError:
+    return StoreUnavailableError(f"the database cannot be written now: {lost}")
+
+
+def _cause(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc.__cause__ or exc)
 
 
 def _set_result(write: Write, result: Any) -> None:

@@ -40,6 +40,16 @@ class Metrics:
             unit="{delivery}",
             description="Failure-hook deliveries, by final outcome",
         )
+        self.loop_errors = meter.create_counter(
+            "failhook.loop.errors",
+            unit="{error}",
+            description="Failed iterations of a background loop (the loop goes on), by loop",
+        )
+        self.loops_died = meter.create_counter(
+            "failhook.loop.deaths",
+            unit="{loop}",
+            description="Background loops that ended unexpectedly (health turns NOT_SERVING), by loop",
+        )
         self._in_flight = in_flight
         self._dlq_depth = dlq_depth
         meter.create_observable_gauge(

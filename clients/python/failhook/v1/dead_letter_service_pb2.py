@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from failhook.v1 import run_pb2 as failhook_dot_v1_dot_run__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%failhook/v1/dead_letter_service.proto\x12\x0b\x66\x61ilhook.v1\x1a\x15\x66\x61ilhook/v1/run.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x01\n\x12\x46\x61ilureHookOutcome\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.failhook.v1.HookState\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x18\n\x10last_status_code\x18\x06 \x01(\x05\x12\x35\n\x11last_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\"\xed\x01\n\nDeadLetter\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\x12)\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x18.failhook.v1.StepFailure\x12-\n\x04hook\x18\x04 \x01(\x0b\x32\x1f.failhook.v1.FailureHookOutcome\x12\x34\n\x10\x64\x65\x61\x64_letter_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x06 \x01(\t\"\xed\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\x10\n\x08workflow\x18\x01 \x03(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x03(\t\x12*\n\nhook_state\x18\x03 \x03(\x0e\x32\x16.failhook.v1.HookState\x12\x13\n\x0b\x66\x61il_status\x18\x04 \x03(\x05\x12\x37\n\x13\x64\x65\x61\x64_lettered_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14\x64\x65\x61\x64_lettered_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x02\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x03(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x04 \x03(\t\x12*\n\nhook_state\x18\x05 \x03(\x0e\x32\x16.failhook.v1.HookState\x12\x13\n\x0b\x66\x61il_status\x18\x06 \x03(\x05\x12\x37\n\x13\x64\x65\x61\x64_lettered_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14\x64\x65\x61\x64_lettered_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04view\x18\t \x01(\x0e\x32\x14.failhook.v1.RunView\"a\n\x17ListDeadLettersResponse\x12-\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x17.failhook.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x14GetDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"E\n\x15GetDeadLetterResponse\x12,\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x17.failhook.v1.DeadLetter\"+\n\x11RestartRunRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\";\n\x12RestartRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\"\x82\x02\n\x10ResumeRunRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x14\n\x07payload\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12;\n\x07headers\x18\x03 \x03(\x0b\x32*.failhook.v1.ResumeRunRequest.HeadersEntry\x12\x17\n\x0freplace_headers\x18\x04 \x01(\x08\x12.\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x18.failhook.v1.RetryPolicy\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\n\n\x08_payload\":\n\x11ResumeRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\"1\n\x17RetryFailureHookRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"H\n\x18RetryFailureHookResponse\x12,\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x17.failhook.v1.DeadLetter\"H\n\x17\x44\x65leteDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"+\n\x18\x44\x65leteDeadLetterResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"c\n\x16\x42ulkRestartRunsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.failhook.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\x05\"=\n\x17\x42ulkRestartRunsResponse\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\tremaining\x18\x02 \x01(\x03\"b\n\x15\x42ulkResumeRunsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.failhook.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\x05\"<\n\x16\x42ulkResumeRunsResponse\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\tremaining\x18\x02 \x01(\x03\"i\n\x1c\x42ulkDeleteDeadLettersRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.failhook.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\x05\"I\n\x1d\x42ulkDeleteDeadLettersResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03*p\n\tHookState\x12\x1a\n\x16HOOK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12HOOK_STATE_PENDING\x10\x01\x12\x18\n\x14HOOK_STATE_SUCCEEDED\x10\x02\x12\x15\n\x11HOOK_STATE_FAILED\x10\x03\x32\xde\x06\n\x11\x44\x65\x61\x64LetterService\x12\x61\n\x0fListDeadLetters\x12#.failhook.v1.ListDeadLettersRequest\x1a$.failhook.v1.ListDeadLettersResponse\"\x03\x90\x02\x01\x12[\n\rGetDeadLetter\x12!.failhook.v1.GetDeadLetterRequest\x1a\".failhook.v1.GetDeadLetterResponse\"\x03\x90\x02\x01\x12M\n\nRestartRun\x12\x1e.failhook.v1.RestartRunRequest\x1a\x1f.failhook.v1.RestartRunResponse\x12J\n\tResumeRun\x12\x1d.failhook.v1.ResumeRunRequest\x1a\x1e.failhook.v1.ResumeRunResponse\x12_\n\x10RetryFailureHook\x12$.failhook.v1.RetryFailureHookRequest\x1a%.failhook.v1.RetryFailureHookResponse\x12\x64\n\x10\x44\x65leteDeadLetter\x12$.failhook.v1.DeleteDeadLetterRequest\x1a%.failhook.v1.DeleteDeadLetterResponse\"\x03\x90\x02\x02\x12\\\n\x0f\x42ulkRestartRuns\x12#.failhook.v1.BulkRestartRunsRequest\x1a$.failhook.v1.BulkRestartRunsResponse\x12Y\n\x0e\x42ulkResumeRuns\x12\".failhook.v1.BulkResumeRunsRequest\x1a#.failhook.v1.BulkResumeRunsResponse\x12n\n\x15\x42ulkDeleteDeadLetters\x12).failhook.v1.BulkDeleteDeadLettersRequest\x1a*.failhook.v1.BulkDeleteDeadLettersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%failhook/v1/dead_letter_service.proto\x12\x0b\x66\x61ilhook.v1\x1a\x15\x66\x61ilhook/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x02\n\x12\x46\x61ilureHookOutcome\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.failhook.v1.HookState\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x05\x12\x12\n\nlast_error\x18\x03 \x01(\t\x12\x0e\n\x06result\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x18\n\x10last_status_code\x18\x06 \x01(\x05\x12\x35\n\x11last_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x39\n\x0f\x61ttempt_history\x18\t \x03(\x0b\x32 .failhook.v1.HookDeliveryAttempt\x12\x35\n\x11next_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x13HookDeliveryAttempt\x12\x0f\n\x07\x61ttempt\x18\x01 \x01(\x05\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bstatus_code\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xed\x01\n\nDeadLetter\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12%\n\x03run\x18\x02 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\x12)\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x18.failhook.v1.StepFailure\x12-\n\x04hook\x18\x04 \x01(\x0b\x32\x1f.failhook.v1.FailureHookOutcome\x12\x34\n\x10\x64\x65\x61\x64_letter_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08trace_id\x18\x06 \x01(\t\"\xed\x01\n\x10\x44\x65\x61\x64LetterFilter\x12\x10\n\x08workflow\x18\x01 \x03(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x02 \x03(\t\x12*\n\nhook_state\x18\x03 \x03(\x0e\x32\x16.failhook.v1.HookState\x12\x13\n\x0b\x66\x61il_status\x18\x04 \x03(\x05\x12\x37\n\x13\x64\x65\x61\x64_lettered_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14\x64\x65\x61\x64_lettered_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x02\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x03(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x04 \x03(\t\x12*\n\nhook_state\x18\x05 \x03(\x0e\x32\x16.failhook.v1.HookState\x12\x13\n\x0b\x66\x61il_status\x18\x06 \x03(\x05\x12\x37\n\x13\x64\x65\x61\x64_lettered_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x38\n\x14\x64\x65\x61\x64_lettered_before\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04view\x18\t \x01(\x0e\x32\x14.failhook.v1.RunView\"a\n\x17ListDeadLettersResponse\x12-\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x17.failhook.v1.DeadLetter\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x14GetDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"E\n\x15GetDeadLetterResponse\x12,\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x17.failhook.v1.DeadLetter\"+\n\x11RestartRunRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\";\n\x12RestartRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\"\x82\x02\n\x10ResumeRunRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x14\n\x07payload\x18\x02 \x01(\x0cH\x00\x88\x01\x01\x12;\n\x07headers\x18\x03 \x03(\x0b\x32*.failhook.v1.ResumeRunRequest.HeadersEntry\x12\x17\n\x0freplace_headers\x18\x04 \x01(\x08\x12.\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x18.failhook.v1.RetryPolicy\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\n\n\x08_payload\":\n\x11ResumeRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\"1\n\x17RetryFailureHookRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\"H\n\x18RetryFailureHookResponse\x12,\n\x0b\x64\x65\x61\x64_letter\x18\x01 \x01(\x0b\x32\x17.failhook.v1.DeadLetter\"H\n\x17\x44\x65leteDeadLetterRequest\x12\x16\n\x0e\x64\x65\x61\x64_letter_id\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"+\n\x18\x44\x65leteDeadLetterResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"c\n\x16\x42ulkRestartRunsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.failhook.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\x05\"=\n\x17\x42ulkRestartRunsResponse\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\tremaining\x18\x02 \x01(\x03\"b\n\x15\x42ulkResumeRunsRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.failhook.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\x05\"<\n\x16\x42ulkResumeRunsResponse\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\x12\x11\n\tremaining\x18\x02 \x01(\x03\"i\n\x1c\x42ulkDeleteDeadLettersRequest\x12-\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x1d.failhook.v1.DeadLetterFilter\x12\x0b\n\x03\x61ll\x18\x02 \x01(\x08\x12\r\n\x05limit\x18\x03 \x01(\x05\"I\n\x1d\x42ulkDeleteDeadLettersResponse\x12\x15\n\rdeleted_count\x18\x01 \x01(\x03\x12\x11\n\tremaining\x18\x02 \x01(\x03*p\n\tHookState\x12\x1a\n\x16HOOK_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12HOOK_STATE_PENDING\x10\x01\x12\x18\n\x14HOOK_STATE_SUCCEEDED\x10\x02\x12\x15\n\x11HOOK_STATE_FAILED\x10\x03\x32\xde\x06\n\x11\x44\x65\x61\x64LetterService\x12\x61\n\x0fListDeadLetters\x12#.failhook.v1.ListDeadLettersRequest\x1a$.failhook.v1.ListDeadLettersResponse\"\x03\x90\x02\x01\x12[\n\rGetDeadLetter\x12!.failhook.v1.GetDeadLetterRequest\x1a\".failhook.v1.GetDeadLetterResponse\"\x03\x90\x02\x01\x12M\n\nRestartRun\x12\x1e.failhook.v1.RestartRunRequest\x1a\x1f.failhook.v1.RestartRunResponse\x12J\n\tResumeRun\x12\x1d.failhook.v1.ResumeRunRequest\x1a\x1e.failhook.v1.ResumeRunResponse\x12_\n\x10RetryFailureHook\x12$.failhook.v1.RetryFailureHookRequest\x1a%.failhook.v1.RetryFailureHookResponse\x12\x64\n\x10\x44\x65leteDeadLetter\x12$.failhook.v1.DeleteDeadLetterRequest\x1a%.failhook.v1.DeleteDeadLetterResponse\"\x03\x90\x02\x02\x12\\\n\x0f\x42ulkRestartRuns\x12#.failhook.v1.BulkRestartRunsRequest\x1a$.failhook.v1.BulkRestartRunsResponse\x12Y\n\x0e\x42ulkResumeRuns\x12\".failhook.v1.BulkResumeRunsRequest\x1a#.failhook.v1.BulkResumeRunsResponse\x12n\n\x15\x42ulkDeleteDeadLetters\x12).failhook.v1.BulkDeleteDeadLettersRequest\x1a*.failhook.v1.BulkDeleteDeadLettersResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,52 +42,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEADLETTERSERVICE'].methods_by_name['GetDeadLetter']._serialized_options = b'\220\002\001'
   _globals['_DEADLETTERSERVICE'].methods_by_name['DeleteDeadLetter']._loaded_options = None
   _globals['_DEADLETTERSERVICE'].methods_by_name['DeleteDeadLetter']._serialized_options = b'\220\002\002'
-  _globals['_HOOKSTATE']._serialized_start=2546
-  _globals['_HOOKSTATE']._serialized_end=2658
-  _globals['_FAILUREHOOKOUTCOME']._serialized_start=111
-  _globals['_FAILUREHOOKOUTCOME']._serialized_end=346
-  _globals['_DEADLETTER']._serialized_start=349
-  _globals['_DEADLETTER']._serialized_end=586
-  _globals['_DEADLETTERFILTER']._serialized_start=589
-  _globals['_DEADLETTERFILTER']._serialized_end=826
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=829
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1147
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1149
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1246
-  _globals['_GETDEADLETTERREQUEST']._serialized_start=1248
-  _globals['_GETDEADLETTERREQUEST']._serialized_end=1294
-  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1296
-  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1365
-  _globals['_RESTARTRUNREQUEST']._serialized_start=1367
-  _globals['_RESTARTRUNREQUEST']._serialized_end=1410
-  _globals['_RESTARTRUNRESPONSE']._serialized_start=1412
-  _globals['_RESTARTRUNRESPONSE']._serialized_end=1471
-  _globals['_RESUMERUNREQUEST']._serialized_start=1474
-  _globals['_RESUMERUNREQUEST']._serialized_end=1732
-  _globals['_RESUMERUNREQUEST_HEADERSENTRY']._serialized_start=1674
-  _globals['_RESUMERUNREQUEST_HEADERSENTRY']._serialized_end=1720
-  _globals['_RESUMERUNRESPONSE']._serialized_start=1734
-  _globals['_RESUMERUNRESPONSE']._serialized_end=1792
-  _globals['_RETRYFAILUREHOOKREQUEST']._serialized_start=1794
-  _globals['_RETRYFAILUREHOOKREQUEST']._serialized_end=1843
-  _globals['_RETRYFAILUREHOOKRESPONSE']._serialized_start=1845
-  _globals['_RETRYFAILUREHOOKRESPONSE']._serialized_end=1917
-  _globals['_DELETEDEADLETTERREQUEST']._serialized_start=1919
-  _globals['_DELETEDEADLETTERREQUEST']._serialized_end=1991
-  _globals['_DELETEDEADLETTERRESPONSE']._serialized_start=1993
-  _globals['_DELETEDEADLETTERRESPONSE']._serialized_end=2036
-  _globals['_BULKRESTARTRUNSREQUEST']._serialized_start=2038
-  _globals['_BULKRESTARTRUNSREQUEST']._serialized_end=2137
-  _globals['_BULKRESTARTRUNSRESPONSE']._serialized_start=2139
-  _globals['_BULKRESTARTRUNSRESPONSE']._serialized_end=2200
-  _globals['_BULKRESUMERUNSREQUEST']._serialized_start=2202
-  _globals['_BULKRESUMERUNSREQUEST']._serialized_end=2300
-  _globals['_BULKRESUMERUNSRESPONSE']._serialized_start=2302
-  _globals['_BULKRESUMERUNSRESPONSE']._serialized_end=2362
-  _globals['_BULKDELETEDEADLETTERSREQUEST']._serialized_start=2364
-  _globals['_BULKDELETEDEADLETTERSREQUEST']._serialized_end=2469
-  _globals['_BULKDELETEDEADLETTERSRESPONSE']._serialized_start=2471
-  _globals['_BULKDELETEDEADLETTERSRESPONSE']._serialized_end=2544
-  _globals['_DEADLETTERSERVICE']._serialized_start=2661
-  _globals['_DEADLETTERSERVICE']._serialized_end=3523
+  _globals['_HOOKSTATE']._serialized_start=2862
+  _globals['_HOOKSTATE']._serialized_end=2974
+  _globals['_FAILUREHOOKOUTCOME']._serialized_start=143
+  _globals['_FAILUREHOOKOUTCOME']._serialized_end=492
+  _globals['_HOOKDELIVERYATTEMPT']._serialized_start=495
+  _globals['_HOOKDELIVERYATTEMPT']._serialized_end=662
+  _globals['_DEADLETTER']._serialized_start=665
+  _globals['_DEADLETTER']._serialized_end=902
+  _globals['_DEADLETTERFILTER']._serialized_start=905
+  _globals['_DEADLETTERFILTER']._serialized_end=1142
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1145
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1463
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1465
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1562
+  _globals['_GETDEADLETTERREQUEST']._serialized_start=1564
+  _globals['_GETDEADLETTERREQUEST']._serialized_end=1610
+  _globals['_GETDEADLETTERRESPONSE']._serialized_start=1612
+  _globals['_GETDEADLETTERRESPONSE']._serialized_end=1681
+  _globals['_RESTARTRUNREQUEST']._serialized_start=1683
+  _globals['_RESTARTRUNREQUEST']._serialized_end=1726
+  _globals['_RESTARTRUNRESPONSE']._serialized_start=1728
+  _globals['_RESTARTRUNRESPONSE']._serialized_end=1787
+  _globals['_RESUMERUNREQUEST']._serialized_start=1790
+  _globals['_RESUMERUNREQUEST']._serialized_end=2048
+  _globals['_RESUMERUNREQUEST_HEADERSENTRY']._serialized_start=1990
+  _globals['_RESUMERUNREQUEST_HEADERSENTRY']._serialized_end=2036
+  _globals['_RESUMERUNRESPONSE']._serialized_start=2050
+  _globals['_RESUMERUNRESPONSE']._serialized_end=2108
+  _globals['_RETRYFAILUREHOOKREQUEST']._serialized_start=2110
+  _globals['_RETRYFAILUREHOOKREQUEST']._serialized_end=2159
+  _globals['_RETRYFAILUREHOOKRESPONSE']._serialized_start=2161
+  _globals['_RETRYFAILUREHOOKRESPONSE']._serialized_end=2233
+  _globals['_DELETEDEADLETTERREQUEST']._serialized_start=2235
+  _globals['_DELETEDEADLETTERREQUEST']._serialized_end=2307
+  _globals['_DELETEDEADLETTERRESPONSE']._serialized_start=2309
+  _globals['_DELETEDEADLETTERRESPONSE']._serialized_end=2352
+  _globals['_BULKRESTARTRUNSREQUEST']._serialized_start=2354
+  _globals['_BULKRESTARTRUNSREQUEST']._serialized_end=2453
+  _globals['_BULKRESTARTRUNSRESPONSE']._serialized_start=2455
+  _globals['_BULKRESTARTRUNSRESPONSE']._serialized_end=2516
+  _globals['_BULKRESUMERUNSREQUEST']._serialized_start=2518
+  _globals['_BULKRESUMERUNSREQUEST']._serialized_end=2616
+  _globals['_BULKRESUMERUNSRESPONSE']._serialized_start=2618
+  _globals['_BULKRESUMERUNSRESPONSE']._serialized_end=2678
+  _globals['_BULKDELETEDEADLETTERSREQUEST']._serialized_start=2680
+  _globals['_BULKDELETEDEADLETTERSREQUEST']._serialized_end=2785
+  _globals['_BULKDELETEDEADLETTERSRESPONSE']._serialized_start=2787
+  _globals['_BULKDELETEDEADLETTERSRESPONSE']._serialized_end=2860
+  _globals['_DEADLETTERSERVICE']._serialized_start=2977
+  _globals['_DEADLETTERSERVICE']._serialized_end=3839
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as abc
 from failhook.v1 import run_pb2 as run_pb2
 from google.protobuf import descriptor as descriptor
+from google.protobuf import duration_pb2 as duration_pb2
 from google.protobuf import message as message
 from google.protobuf import timestamp_pb2 as timestamp_pb2
 from google.protobuf.internal import containers as containers
@@ -30,7 +31,9 @@ class _HookStateEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_HookState.Va
     HOOK_STATE_UNSPECIFIED: _HookState.ValueType  # 0
     """HOOK_STATE_UNSPECIFIED is never set by the orchestrator; in a filter it means "any state"."""
     HOOK_STATE_PENDING: _HookState.ValueType  # 1
-    """HOOK_STATE_PENDING: the hook is being delivered (or redelivered after RetryFailureHook)."""
+    """HOOK_STATE_PENDING: the hook is being delivered (or redelivered after RetryFailureHook):
+    the entry exists from the moment the run failed, and `attempts` grows with each attempt.
+    """
     HOOK_STATE_SUCCEEDED: _HookState.ValueType  # 2
     """HOOK_STATE_SUCCEEDED: the hook answered OK; its `result` is recorded."""
     HOOK_STATE_FAILED: _HookState.ValueType  # 3
@@ -44,7 +47,9 @@ class HookState(_HookState, metaclass=_HookStateEnumTypeWrapper):
 HOOK_STATE_UNSPECIFIED: HookState.ValueType  # 0
 """HOOK_STATE_UNSPECIFIED is never set by the orchestrator; in a filter it means "any state"."""
 HOOK_STATE_PENDING: HookState.ValueType  # 1
-"""HOOK_STATE_PENDING: the hook is being delivered (or redelivered after RetryFailureHook)."""
+"""HOOK_STATE_PENDING: the hook is being delivered (or redelivered after RetryFailureHook):
+the entry exists from the moment the run failed, and `attempts` grows with each attempt.
+"""
 HOOK_STATE_SUCCEEDED: HookState.ValueType  # 2
 """HOOK_STATE_SUCCEEDED: the hook answered OK; its `result` is recorded."""
 HOOK_STATE_FAILED: HookState.ValueType  # 3
@@ -66,6 +71,8 @@ class FailureHookOutcome(message.Message):
     LAST_STATUS_CODE_FIELD_NUMBER: builtins.int
     LAST_ATTEMPT_TIME_FIELD_NUMBER: builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
+    ATTEMPT_HISTORY_FIELD_NUMBER: builtins.int
+    NEXT_ATTEMPT_TIME_FIELD_NUMBER: builtins.int
     state: HookState.ValueType
     """state is the delivery state."""
     attempts: builtins.int
@@ -84,6 +91,16 @@ class FailureHookOutcome(message.Message):
     def last_attempt_time(self) -> timestamp_pb2.Timestamp:
         """last_attempt_time is when the last delivery attempt ended."""
 
+    @builtins.property
+    def attempt_history(self) -> containers.RepeatedCompositeFieldContainer[HookDeliveryAttempt]:
+        """attempt_history lists every delivery attempt, oldest first (left out of listings that ask
+        for no details).
+        """
+
+    @builtins.property
+    def next_attempt_time(self) -> timestamp_pb2.Timestamp:
+        """next_attempt_time is when the next delivery attempt is due, while the state is PENDING."""
+
     def __init__(
         self,
         *,
@@ -95,10 +112,52 @@ class FailureHookOutcome(message.Message):
         last_status_code: builtins.int = ...,
         last_attempt_time: timestamp_pb2.Timestamp | None = ...,
         idempotency_key: builtins.str = ...,
+        attempt_history: abc.Iterable[HookDeliveryAttempt] | None = ...,
+        next_attempt_time: timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = typing.Literal["last_attempt_time", b"last_attempt_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = typing.Literal["last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["attempts", b"attempts", "idempotency_key", b"idempotency_key", "last_attempt_time", b"last_attempt_time", "last_error", b"last_error", "last_status_code", b"last_status_code", "result", b"result", "state", b"state", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "idempotency_key", b"idempotency_key", "last_attempt_time", b"last_attempt_time", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_time", b"next_attempt_time", "result", b"result", "state", b"state", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class HookDeliveryAttempt(message.Message):
+    """HookDeliveryAttempt is one attempt to deliver a run's failure hook, as stored on its entry."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: builtins.int
+    START_TIME_FIELD_NUMBER: builtins.int
+    DURATION_FIELD_NUMBER: builtins.int
+    STATUS_CODE_FIELD_NUMBER: builtins.int
+    ERROR_FIELD_NUMBER: builtins.int
+    attempt: builtins.int
+    """attempt is the attempt's number: 1 for the first, counting on across RetryFailureHook."""
+    status_code: builtins.int
+    """status_code is the gRPC status code the call ended with (0 = OK)."""
+    error: builtins.str
+    """error describes a failed attempt (status code name and message); empty when it succeeded."""
+    @builtins.property
+    def start_time(self) -> timestamp_pb2.Timestamp:
+        """start_time is when the attempt's call started."""
+
+    @builtins.property
+    def duration(self) -> duration_pb2.Duration:
+        """duration is how long the call took."""
+
+    def __init__(
+        self,
+        *,
+        attempt: builtins.int = ...,
+        start_time: timestamp_pb2.Timestamp | None = ...,
+        duration: duration_pb2.Duration | None = ...,
+        status_code: builtins.int = ...,
+        error: builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["duration", b"duration", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["attempt", b"attempt", "duration", b"duration", "error", b"error", "start_time", b"start_time", "status_code", b"status_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -122,7 +181,9 @@ class DeadLetter(message.Message):
     """trace_id is the run's trace id, to jump from the entry to its trace."""
     @builtins.property
     def run(self) -> run_pb2.WorkflowRun:
-        """run is the failed run (RUN_STATE_DEAD_LETTERED), with its steps and attempt history."""
+        """run is the failed run, with its steps and attempt history: RUN_STATE_FAILED while its hook is
+        PENDING for the first time, RUN_STATE_DEAD_LETTERED once the hook has an outcome.
+        """
 
     @builtins.property
     def failure(self) -> run_pb2.StepFailure:

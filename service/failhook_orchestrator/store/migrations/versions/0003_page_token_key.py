@@ -1,14 +1,14 @@
 """Secrets shared by the replicas (the HMAC key of page tokens), see ``store/secrets.py``.
 
-Revision ID: 0002_page_token_key
-Revises: 0001
+Revision ID: 0003_page_token_key
+Revises: 0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_page_token_key"
-down_revision = "0001"
+revision = "0003_page_token_key"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

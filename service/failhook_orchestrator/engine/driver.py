@@ -1,0 +1,252 @@
+"""Driving a run's steps: call the endpoint, apply the outcome, persist it, go on or wait.
+
+One asyncio task drives one active run until it waits (a timer), ends, fails (handed to hook
+delivery) or is canceled. Concurrency is bounded by a semaphore around the outbound call. A
+store error does not lose the run: it is loaded again from its stored state after a backoff. A
+write refused because another replica took the run over (fencing) drops the run here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from failhook_orchestrator.telemetry import Metrics, run_context
+
+from .clock import Clock
+from .decisions import Next, apply_outcome
+from .hooks import HookDelivery, TimerKey
+from .model import Run
+from .outcomes import StepErrored, StepOutcome
+from .ports import Dispatcher, RunStore
+from .states import TERMINAL_STATES, RunState, move
+from .timers import TimerQueue
+
+__all__ = ["RunDriver"]
+
+log = logging.getLogger("failhook.engine")
+
+#: Delays before a run whose store access failed is loaded again (doubling up to the cap).
+_RELOAD_MIN_US, _RELOAD_MAX_US = 100_000, 5_000_000
+
+
+class RunDriver:
+    """Drives runs step by step; parks waiting runs on the timers."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        *,
+        timers: TimerQueue[TimerKey, object],
+        hooks: HookDelivery,
+        metrics: Metrics,
+        max_concurrent: int,
+        max_output_bytes: int,
+        keep_in_memory_seconds: float,
+        spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
+    ) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+        self._clock = clock
+        self._timers = timers
+        self._hooks = hooks
+        self._telemetry = _StepTelemetry(metrics, clock)
+        self._metrics = metrics
+        self._max_output_bytes = max_output_bytes
+        self._keep_us = int(keep_in_memory_seconds * 1_000_000)
+        self._spawn = spawn
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._rng = random.Random()
+        self.active: dict[str, asyncio.Task[None]] = {}  # run id -> its driver task
+        self.in_call: set[str] = set()  # runs whose step call is in flight
+        self.cancel_requested: set[str] = set()
+        self._reload_failures: dict[str, int] = {}
+        self.stopping = False
+
+    def drive_soon(self, run: Run) -> None:
+        """Start driving ``run`` unless it is driven already."""
+        if self.stopping or run.run_id in self.active:
+            return
+        self.active[run.run_id] = self._spawn(self._drive(run), f"failhook-run-{run.run_id}")
+
+    def adopt(self, run: Run) -> None:
+        """Take a claimed run: park it until it is due, or drive it now."""
+        if run.run_id in self.active or ("run", run.run_id) in self._timers:
+            return
+        if run.state is RunState.FAILED:  # failed before its DLQ entry existed (an older version)
+            self.drive_soon(run)
+        elif run.due_time:
+            self.park(run)
+        else:
+            self.drive_soon(run)
+
+    def park(self, run: Run) -> None:
+        """Wait for ``run.due_time`` on a timer (the run kept in memory when due soon)."""
+        due = run.due_time or self._clock.now_us()
+        keep = due - self._clock.now_us() <= self._keep_us
+        self._timers.add(("run", run.run_id), due, run if keep else None)
+
+    async def fire(self, run_id: str, run: Run | None) -> None:
+        """A run's timer fired: load it if it was not kept, and drive it."""
+        if run is None:
+            try:
+                run = await self._store.get_run(run_id)
+            except Exception:
+                log.exception("loading run %s for its timer failed; trying again later", run_id)
+                self._metrics.loop_errors.add(1, {"loop": "failhook-timers"})
+                self.reload_later(run_id)
+                return
+        if run is not None and run.state not in TERMINAL_STATES:
+            now = self._clock.now_us()
+            run.due_time = None if run.due_time is not None and run.due_time <= now else run.due_time
+            self.drive_soon(run)
+
+    def reload_later(self, run_id: str) -> None:
+        """Load the run from the store again after a backoff (a failed load or drive)."""
+        failures = self._reload_failures[run_id] = self._reload_failures.get(run_id, 0) + 1
+        delay = min(_RELOAD_MAX_US, _RELOAD_MIN_US * 2 ** min(failures - 1, 16))
+        if not self.stopping:
+            self._timers.add(("run", run_id), self._clock.now_us() + delay, None)
+
+    async def cancel(self, run: Run) -> None:
+        """Persist the move of a run no step call is in flight for to CANCELED."""
+        self.cancel_requested.discard(run.run_id)
+        move(run, RunState.CANCELED)
+        run.finish_time = run.update_time = self._clock.now_us()
+        run.due_time = run.wake_time = None
+        await self._store.cancel(run)
+        self._metrics.runs_finished.add(1, {"failhook.workflow": run.workflow, "outcome": "canceled"})
+
+    async def _drive(self, run: Run) -> None:
+        try:
+            await self._drive_steps(run)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A store or programming error: keep the lease and load the run again from its stored
+            # state after a backoff, so nothing is lost and nothing waits for the lease to expire
+            # (the heartbeat would renew it forever).
+            log.exception("driving run %s failed; it will be loaded again", run.run_id)
+            self.reload_later(run.run_id)
+        else:
+            self._reload_failures.pop(run.run_id, None)
+        finally:
+            # Leave the active set before the task ends (no await in between), so a timer firing
+            # right after the run parked itself finds it free to drive again.
+            if self.active.get(run.run_id) is asyncio.current_task():
+                del self.active[run.run_id]
+
+    async def _drive_steps(self, run: Run) -> None:
+        while True:
+            if run.state is RunState.FAILED:
+                await self._hooks.start(run)
+                return
+            if run.state in TERMINAL_STATES:
+                return
+            if run.cancel_requested or run.run_id in self.cancel_requested:
+                await self.cancel(run)
+                return
+            if run.due_time is not None and run.due_time > self._clock.now_us():
+                self.park(run)
+                return
+            decision, kept = await self._step(run)
+            if not kept:
+                log.warning("lost the lease of run %s to another replica; dropping it", run.run_id)
+                self.cancel_requested.discard(run.run_id)
+                return
+            if decision is Next.DISPATCH:
+                continue
+            if decision is Next.WAIT:
+                if run.run_id in self.cancel_requested:
+                    continue  # cancel at this boundary rather than after the wait
+                self.park(run)
+                return
+            self.cancel_requested.discard(run.run_id)
+            return
+
+    async def _step(self, run: Run) -> tuple[Next, bool]:
+        """One step attempt: call, decide, persist. Returns the decision and whether the write held."""
+        attempt = len(run.pending_attempts) + 1
+        with self._telemetry.attempt_span(run, attempt) as span:
+            async with self._slots:
+                self.in_call.add(run.run_id)
+                try:
+                    start = self._clock.now_us()
+                    outcome = await self._dispatcher.run_step(run, attempt, run.retry_policy.attempt_timeout)
+                    end = self._clock.now_us()
+                finally:
+                    self.in_call.discard(run.run_id)
+            decision = apply_outcome(
+                run,
+                outcome,
+                start_time=start,
+                end_time=end,
+                rng=self._rng,
+                max_output_bytes=self._max_output_bytes,
+            )
+            self._telemetry.attempted(span, run, outcome, decision.next, (end - start) / 1e6)
+            if decision.next is Next.FAILED:  # the run's FAILED state and its DLQ entry, in one write
+                kept = await self._hooks.start(run, decision.new_step)
+            else:
+                kept = await self._store.save_progress(run, decision.new_step)
+        if kept and decision.next is Next.SUCCEEDED:
+            self._metrics.runs_finished.add(1, {"failhook.workflow": run.workflow, "outcome": "succeeded"})
+        return decision.next, kept
+
+
+class _StepTelemetry:
+    """Spans and metrics of step attempts, in one place."""
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self._metrics = metrics
+        self._clock = clock
+        self._tracer = trace.get_tracer("failhook.orchestrator")
+
+    def attempt_span(self, run: Run, attempt: int) -> Any:
+        return self._tracer.start_as_current_span(
+            "failhook.step.attempt",
+            context=run_context(run.trace_context),
+            kind=SpanKind.INTERNAL,
+            attributes={
+                "failhook.run_id": run.run_id,
+                "failhook.workflow": run.workflow,
+                "failhook.step.index": len(run.steps),
+                "failhook.attempt": attempt,
+            },
+        )
+
+    def attempted(
+        self, span: trace.Span, run: Run, outcome: StepOutcome, next_: Next, seconds: float
+    ) -> None:
+        """Span attributes, error status and events, and metrics of one step attempt."""
+        labels = {"failhook.workflow": run.workflow}
+        self._metrics.step_duration.record(seconds, labels)
+        if isinstance(outcome, StepErrored):
+            self._metrics.step_attempts.add(1, labels | {"outcome": "error"})
+            span.set_attribute("failhook.step.name", outcome.step_name)
+            span.set_attribute("rpc.grpc.status_code", outcome.status_code)
+            span.set_status(Status(StatusCode.ERROR, outcome.message))
+            span.add_event(
+                "exception",
+                {
+                    "exception.type": f"grpc status {outcome.status_code}",
+                    "exception.message": outcome.message,
+                },
+            )
+            if next_ is Next.WAIT and run.due_time is not None:
+                self._metrics.step_retries.add(1, labels)
+                backoff = max(0, run.due_time - self._clock.now_us()) / 1e6
+                span.add_event("backoff", {"failhook.backoff.seconds": backoff})
+        else:
+            self._metrics.step_attempts.add(1, labels | {"outcome": "ok"})
+            if run.steps and next_ in (Next.DISPATCH, Next.WAIT):
+                span.set_attribute("failhook.step.name", run.steps[-1].name)
+        span.set_attribute("failhook.run.state", run.state.name)

@@ -1,0 +1,242 @@
+"""The runtime: the engine's moving parts put together for one orchestrator process.
+
+It owns no logic of its own beyond wiring and life cycle: :mod:`.driver` drives steps,
+:mod:`.timers` wakes waiting work, :mod:`.leases` renews and claims, :mod:`.hooks` delivers
+failure hooks. Background loops are supervised: a loop that dies is logged, counted and reported
+(health turns NOT_SERVING).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from failhook_orchestrator.telemetry import Metrics
+
+from .clock import Clock, SystemClock
+from .driver import RunDriver
+from .hooks import HookDelivery, TimerKey
+from .leases import LeaseKeeper
+from .limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
+from .model import DeadLetterRecord, Run
+from .policy import DEFAULT_HOOK_POLICY, RetryPolicy
+from .ports import Dispatcher, RunStore
+from .states import TERMINAL_STATES, RunState
+from .timers import TimerQueue
+
+__all__ = ["Runtime", "RuntimeSettings"]
+
+log = logging.getLogger("failhook.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """Tuning of the runtime.
+
+    Attributes:
+        max_concurrent_dispatches: Outbound step calls in flight at once.
+        lease_seconds: How long a lease lasts without renewal.
+        heartbeat_seconds: How often leases are renewed.
+        claim_interval_seconds: How often orphaned runs (expired leases) are looked for.
+        hook_policy: Retry policy of failure-hook deliveries.
+        owner: This process's lease owner id (generated when empty).
+        max_step_output_bytes: Largest output of a step (or a run); past it the run fails.
+        keep_in_memory_seconds: A waiting run due within this time stays in memory (no reload).
+    """
+
+    max_concurrent_dispatches: int = 256
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    claim_interval_seconds: float = 5.0
+    hook_policy: RetryPolicy = DEFAULT_HOOK_POLICY
+    owner: str = ""
+    max_step_output_bytes: int = DEFAULT_MAX_STEP_OUTPUT_BYTES
+    keep_in_memory_seconds: float = 60.0
+
+
+class Runtime:
+    """Drives runs and delivers hooks against a :class:`RunStore`, a :class:`Dispatcher` and a clock."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        dispatcher: Dispatcher,
+        settings: RuntimeSettings,
+        metrics: Metrics | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self._store = store
+        self.clock: Clock = clock or SystemClock()
+        self.metrics = metrics or Metrics(in_flight=lambda: self.in_flight)
+        self.timers: TimerQueue[TimerKey, object] = TimerQueue(self.clock, self._fire, self.metrics)
+        self.leases = LeaseKeeper(
+            store,
+            self.clock,
+            self.metrics,
+            owner=settings.owner,
+            lease_seconds=settings.lease_seconds,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            claim_interval_seconds=settings.claim_interval_seconds,
+        )
+        self.hooks = HookDelivery(
+            store,
+            dispatcher,
+            self.clock,
+            timers=self.timers,
+            leases=self.leases,
+            policy=settings.hook_policy,
+            metrics=self.metrics,
+        )
+        self.driver = RunDriver(
+            store,
+            dispatcher,
+            self.clock,
+            timers=self.timers,
+            hooks=self.hooks,
+            metrics=self.metrics,
+            max_concurrent=settings.max_concurrent_dispatches,
+            max_output_bytes=settings.max_step_output_bytes,
+            keep_in_memory_seconds=settings.keep_in_memory_seconds,
+            spawn=self._spawn,
+        )
+        self._hook_tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: list[asyncio.Task[None]] = []
+        self._stopping = False
+        #: Background loops that ended unexpectedly (health reports NOT_SERVING while any has).
+        self.dead_loops: set[str] = set()
+        #: Called with a loop's name when it dies.
+        self.on_loop_died: Callable[[str], None] | None = None
+
+    @property
+    def owner(self) -> str:
+        """This process's lease owner id."""
+        return self.leases.owner
+
+    @property
+    def lease_us(self) -> int:
+        """The lease duration in microseconds."""
+        return self.leases.lease_us
+
+    @property
+    def in_flight(self) -> int:
+        """How many step calls are in flight now."""
+        return len(self.driver.in_call)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    async def start(self, *, steal_leases: bool = False) -> None:
+        """Recover unfinished work and start the timer, heartbeat and claim loops.
+
+        Args:
+            steal_leases: Claim every unfinished run whatever its lease (only safe when this
+                process is known to be the only one on the database, as with SQLite).
+        """
+        await self.leases.claim(self.driver.adopt, self.hooks.schedule, steal=steal_leases)
+        self._background = [
+            self._supervised(self.timers.run(), "failhook-timers"),
+            self._supervised(self.leases.heartbeat(self.cancel_owned), "failhook-heartbeat"),
+            self._supervised(
+                self.leases.claim_loop(self.driver.adopt, self.hooks.schedule), "failhook-claim"
+            ),
+        ]
+
+    async def stop(self, grace: float) -> None:
+        """Stop: let in-flight steps finish within ``grace`` seconds, then release the leases."""
+        self._stopping = self.driver.stopping = True
+        self.leases.stopping.set()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        pending = list(self.driver.active.values()) + list(self._hook_tasks.values())
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            await asyncio.gather(*still, return_exceptions=True)
+        held = [key for kind, key in self.timers if kind == "run"] + list(self.driver.active)
+        with contextlib.suppress(Exception):
+            await self._store.release_leases(self.owner, held)
+        log.info("runtime stopped; released %d leases", len(held))
+
+    # -- entry points used by the engine's use cases -----------------------------------------
+
+    def submit(self, run: Run) -> None:
+        """Start driving a run this process has just created (and leased)."""
+        self.driver.drive_soon(run)
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Cancel a run at its next step boundary; True if its step call is in flight here."""
+        if run_id in self.driver.in_call:
+            self.driver.cancel_requested.add(run_id)
+            return True
+        return False
+
+    async def cancel_owned(self, run_id: str) -> None:
+        """Honour a cancel asked for on another replica for a run this one drives."""
+        if self.request_cancel(run_id) or run_id in self.driver.active:
+            self.driver.cancel_requested.add(run_id)  # the driver stops at its step boundary
+            return
+        if self.timers.remove(("run", run_id)):  # before the await, so the timer cannot fire meanwhile
+            run = await self._store.get_run(run_id)
+            if run is not None and run.state not in TERMINAL_STATES and run.state is not RunState.FAILED:
+                await self.driver.cancel(run)
+
+    async def cancel_idle(self, run: Run) -> None:
+        """Cancel a run no driver is working on now: drop its timer, persist CANCELED."""
+        self.timers.remove(("run", run.run_id))
+        await self.driver.cancel(run)
+
+    def is_busy(self, run_id: str) -> bool:
+        """Tell whether a run is being driven by this process right now."""
+        return run_id in self.driver.active
+
+    def schedule_hook(self, record: DeadLetterRecord) -> None:
+        """Arm a DLQ entry's next hook attempt (RetryFailureHook re-armed it, leased to us)."""
+        self.hooks.schedule(record)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _fire(self, key: TimerKey, item: object) -> None:
+        kind, ident = key
+        if kind == "run":
+            await self.driver.fire(ident, item if isinstance(item, Run) else None)
+        elif isinstance(item, DeadLetterRecord) and ident not in self._hook_tasks and not self._stopping:
+            task = self._spawn(self._deliver(item), f"failhook-hook-{ident}")
+            self._hook_tasks[ident] = task
+            task.add_done_callback(lambda _t: self._hook_tasks.pop(ident, None))
+
+    async def _deliver(self, record: DeadLetterRecord) -> None:
+        try:
+            await self.hooks.attempt(record)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The attempt's outcome may be lost; the entry stays PENDING, leased to us: try again.
+            log.exception("delivering the hook of %s failed; trying again", record.dead_letter_id)
+            self.metrics.loop_errors.add(1, {"loop": "failhook-hooks"})
+            record.hook.next_attempt_time = self.clock.now_us() + 1_000_000
+            self.hooks.schedule(record)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(coro, name=name)
+
+    def _supervised(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A background loop whose death is seen: logged, counted and reported to health."""
+        task = self._spawn(coro, name)
+
+        def ended(done: asyncio.Task[None]) -> None:
+            if done.cancelled() or self._stopping:
+                return
+            error = done.exception()
+            log.critical("background loop %s died; health is NOT_SERVING", name, exc_info=error)
+            self.dead_loops.add(name)
+            self.metrics.loops_died.add(1, {"loop": name})
+            if self.on_loop_died is not None:
+                self.on_loop_died(name)
+
+        task.add_done_callback(ended)
+        return task
