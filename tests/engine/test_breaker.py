@@ -268,6 +268,13 @@ def test_endpoint_cooldown_pauses_the_target() -> None:
     assert breaker.allows("other-run", clock.now) is True
 
 
+def test_an_endpoint_cooldown_is_capped_at_a_day() -> None:
+    clock = FakeClock()
+    breaker = Breaker(BreakerSettings())
+    breaker.record("r", CallResult(status_code=8, target_cooldown_us=10**9 * SECOND), clock.now)
+    assert breaker.paused(clock.now).until == clock.now + 24 * 3600 * SECOND  # type: ignore[union-attr]
+
+
 def test_an_operator_pause_is_not_shortened_by_an_endpoint_cooldown() -> None:
     clock = FakeClock()
     breaker = Breaker(BreakerSettings())

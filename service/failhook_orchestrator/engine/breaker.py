@@ -40,6 +40,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_TRIP_CODES",
+    "MAX_TARGET_COOLDOWN_US",
     "Breaker",
     "BreakerSettings",
     "BreakerSettingsError",
@@ -58,6 +59,9 @@ OK = 0
 DEADLINE_EXCEEDED = 4
 RESOURCE_EXHAUSTED = 8
 UNAVAILABLE = 14
+
+#: The longest whole-target cooldown an endpoint may ask for (``StepError.target_cooldown``).
+MAX_TARGET_COOLDOWN_US = 24 * 3600 * _US
 
 #: The status codes that count as availability failures unless the config says otherwise.
 DEFAULT_TRIP_CODES = frozenset({UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED})
@@ -357,7 +361,8 @@ class Breaker:
         was_probe = run_id in self.probes
         self.probes.discard(run_id)
         if result.target_cooldown_us is not None and result.target_cooldown_us > 0:
-            self.declare_cooldown(now + result.target_cooldown_us, result.message, now)
+            cooldown = min(result.target_cooldown_us, MAX_TARGET_COOLDOWN_US)
+            self.declare_cooldown(now + cooldown, result.message, now)
         if result.ok:
             self.last_success_time = now
         else:  # any failed call, counted or not, is the last error an operator sees
