@@ -25,11 +25,14 @@ from failhook import tls
 from failhook.v1 import (
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
+    target_service_pb2,
+    target_service_pb2_grpc,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
 
 from .api.dead_letter_service import DeadLetterServicer
+from .api.target_service import TargetServicer
 from .api.validation import Limits
 from .api.workflow_service import WorkflowServicer
 from .config import Settings
@@ -39,6 +42,8 @@ from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
 from .engine.scheduler import Scheduler, SchedulerSettings
 from .engine.service import Engine
+from .engine.target_control import LocalTargetControl
+from .engine.targets import TargetRegistry
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
 from .telemetry import Metrics
@@ -52,6 +57,7 @@ INSECURE_HEALTH_SERVICE = "failhook.insecure-plaintext-dev-mode"
 SERVICE_NAMES = (
     workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+    target_service_pb2.DESCRIPTOR.services_by_name["TargetService"].full_name,
 )
 _PURGE_INTERVAL_SECONDS = 3600.0
 _DEPTH_INTERVAL_SECONDS = 15.0
@@ -81,6 +87,8 @@ class Orchestrator:
         self._purge_task: asyncio.Task[None] | None = None
         self._depth_task: asyncio.Task[None] | None = None
         self._dlq_depth: int | None = None
+        # The targets' breakers; [breaker] settings are wired in with the config (breaker_config.py).
+        self.targets = TargetRegistry()
 
     @property
     def engine(self) -> Engine:
@@ -141,6 +149,9 @@ class Orchestrator:
         )
         dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
             DeadLetterServicer(self._engine, default_policy=s.step_policy), server
+        )
+        target_service_pb2_grpc.add_TargetServiceServicer_to_server(
+            TargetServicer(LocalTargetControl(self.targets)), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
