@@ -9,7 +9,21 @@ from failhook_orchestrator.engine.breaker import (
     CallResult,
     PauseSource,
 )
-from failhook_orchestrator.engine.targets import Admission, Decision, ParkReason, TargetRegistry
+from failhook_orchestrator.engine.outcomes import (
+    HookCallResult,
+    RunCompleted,
+    SleepRequested,
+    StepCompleted,
+    StepErrored,
+)
+from failhook_orchestrator.engine.targets import (
+    Admission,
+    Decision,
+    ParkReason,
+    TargetRegistry,
+    hook_call_result,
+    step_call_result,
+)
 
 from ._clock import SECOND, FakeClock
 
@@ -417,3 +431,15 @@ def test_the_outage_of_the_issue_dead_letters_nothing() -> None:
     assert sorted(succeeded) == sorted(attempts)
     assert calls_while_down == 7  # 5 to trip and 2 failed probes (at 2 s and 6 s): not 120
     assert reg.snapshot(T).state is BreakerState.CLOSED  # type: ignore[union-attr]
+
+
+def test_results_of_step_calls_and_hook_deliveries() -> None:
+    for answer in (StepCompleted("a", b""), SleepRequested("s", 5), RunCompleted(b"")):
+        assert step_call_result(answer) == OK
+    errored = StepErrored(status_code=14, message="down", non_retryable=True)
+    assert step_call_result(errored) == CallResult(status_code=14, message="down", non_retryable=True)
+    mismatch = StepErrored(status_code=9, message="history", protocol_error=True)
+    assert step_call_result(mismatch).protocol_error
+    assert hook_call_result(HookCallResult(ok=True, result="paged")) == OK
+    failed = hook_call_result(HookCallResult(ok=False, status_code=4, message="deadline"))
+    assert failed == CallResult(status_code=4, message="deadline")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from .breaker import Breaker, BreakerSettings, BreakerState, CallKind, CallResult, Pause, PauseSource
 from .model import now_us
+from .outcomes import HookCallResult, StepErrored, StepOutcome
 from .release import Release
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "StateChange",
     "TargetRegistry",
     "TargetSnapshot",
+    "hook_call_result",
+    "step_call_result",
 ]
 
 #: A target with nothing going on is forgotten after this long (ListTargets shows recent ones).
@@ -147,6 +150,23 @@ class TargetSnapshot:
     release_rate: float | None
     last_seen: int
     enabled: bool
+
+
+def step_call_result(outcome: StepOutcome) -> CallResult:
+    """What a step call's outcome tells the breaker (any answer but an error is a success)."""
+    if not isinstance(outcome, StepErrored):
+        return CallResult()
+    return CallResult(
+        status_code=outcome.status_code,
+        message=outcome.message,
+        non_retryable=outcome.non_retryable,
+        protocol_error=outcome.protocol_error,
+    )
+
+
+def hook_call_result(result: HookCallResult) -> CallResult:
+    """What a failure-hook delivery tells the breaker of the hook's target."""
+    return CallResult() if result.ok else CallResult(status_code=result.status_code, message=result.message)
 
 
 @dataclass(slots=True)
