@@ -37,7 +37,7 @@ from .output import (
     render_fields,
     render_table,
 )
-from .parsing import parse_non_negative_int, parse_positive_duration, parse_time
+from .parsing import _enum_name, parse_non_negative_int, parse_positive_duration, parse_time
 
 __all__ = [
     "BREAKER_STATE_CHOICES",
@@ -76,8 +76,7 @@ def parse_breaker_state(text: str) -> pb.BreakerState.ValueType:
     Raises:
         argparse.ArgumentTypeError: If ``text`` names no state.
     """
-    name = text.strip().upper().replace("-", "_")
-    name = name if name.startswith("BREAKER_STATE_") else "BREAKER_STATE_" + name
+    name = _enum_name(text, "BREAKER_STATE_")
     if name == "BREAKER_STATE_UNSPECIFIED" or name not in pb.BreakerState.keys():  # noqa: SIM118
         raise argparse.ArgumentTypeError(
             f"invalid breaker state {text!r} (choose from {', '.join(BREAKER_STATE_CHOICES)})"
