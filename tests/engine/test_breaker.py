@@ -233,6 +233,9 @@ def test_operator_pause_until_and_resume() -> None:
     assert pause is not None and pause.source is PauseSource.OPERATOR and pause.by == "ops"
     clock.advance(10)
     assert breaker.paused(clock.now) is None  # over by itself
+    assert breaker.drain_transitions() == [
+        (BreakerState.CLOSED, BreakerState.CLOSED, "the pause by ops is over")
+    ]
     assert breaker.allows("r", clock.now) is True
 
     breaker.pause_by_operator("ops", "for good", None, clock.now)
@@ -289,6 +292,8 @@ def test_disabled_counts_nothing_but_pauses_hold() -> None:
     breaker = Breaker(BreakerSettings(enabled=False))
     fail_runs(breaker, clock, range(50))
     assert state(breaker) is BreakerState.CLOSED
+    breaker.record("r", CallResult(status_code=8, target_cooldown_us=SECOND), clock.now)
+    assert breaker.paused(clock.now) is None  # no endpoint cooldown either: as without breakers
     breaker.pause_by_operator("ops", "hold", None, clock.now)
     assert breaker.allows("r", clock.now) is False
 

@@ -102,8 +102,8 @@ class BreakerSettings:
     """Tuning of the circuit breakers (``[breaker]`` in the config file).
 
     Attributes:
-        enabled: Off: every call is admitted and nothing is counted (the behaviour without
-            breakers). Operator pauses still apply.
+        enabled: Off: every call is admitted and nothing is counted, endpoint cooldowns are
+            ignored (the behaviour without breakers). Operator pauses still apply.
         trip_codes: Status codes counted as availability failures.
         trip_on_connection_failure: Count calls that never reached the server (connection or
             TLS failures) whatever their code.
@@ -317,6 +317,7 @@ class Breaker:
     def paused(self, now: int) -> Pause | None:
         """The pause in force at ``now``; an expired one is dropped."""
         if self.pause is not None and self.pause.over(now):
+            self.transitions.append((self.state, self.state, f"the pause by {self.pause.by} is over"))
             self.pause = None
         return self.pause
 
@@ -360,9 +361,6 @@ class Breaker:
         kind = classify(result, self.settings)
         was_probe = run_id in self.probes
         self.probes.discard(run_id)
-        if result.target_cooldown_us is not None and result.target_cooldown_us > 0:
-            cooldown = min(result.target_cooldown_us, MAX_TARGET_COOLDOWN_US)
-            self.declare_cooldown(now + cooldown, result.message, now)
         if result.ok:
             self.last_success_time = now
         else:  # any failed call, counted or not, is the last error an operator sees
@@ -370,7 +368,10 @@ class Breaker:
             self.last_status_code = result.status_code
             self.last_error_time = now
         if not self.settings.enabled:
-            return kind
+            return kind  # as without breakers: the endpoint's retry_after alone is honoured
+        if result.target_cooldown_us is not None and result.target_cooldown_us > 0:
+            cooldown = min(result.target_cooldown_us, MAX_TARGET_COOLDOWN_US)
+            self.declare_cooldown(now + cooldown, result.message, now)
         self.advance(now)
         if kind is CallKind.SUCCESS:
             self.consecutive_failures = 0

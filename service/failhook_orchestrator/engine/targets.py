@@ -347,6 +347,7 @@ class TargetRegistry:
                     break
                 t.released[oldest[0]] = oldest[1]
                 out.append(Released(t.name, oldest[0], oldest[1], probe=False))
+            self._collect(t, now)
         return out
 
     def next_due(self, now: int | None = None) -> int | None:
