@@ -234,6 +234,16 @@ def test_operator_pause_parks_every_run_and_resume_releases_at_the_given_rate() 
     assert reg.resume("never.seen:1", by="ops") is None
 
 
+def test_an_application_error_while_paused_uses_up_its_attempt() -> None:
+    clock = FakeClock()
+    reg = registry(clock)
+    assert reg.admit(T, "in-flight").go and reg.admit(T, "other").go
+    reg.pause(T, by="ops", reason="x")  # while both calls are in flight
+    assert reg.record(T, "in-flight", CallResult(status_code=2, message="bug")).park is None
+    parked = reg.record(T, "other", DOWN).park  # an availability failure parks
+    assert parked is not None and parked.reason is ParkReason.TARGET_PAUSED
+
+
 def test_pause_until_ends_by_itself_then_releases() -> None:
     clock = FakeClock()
     reg = registry(clock)

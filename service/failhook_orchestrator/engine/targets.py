@@ -287,7 +287,10 @@ class TargetRegistry:
         if breaker.state is BreakerState.OPEN or breaker.paused(now) is not None:
             t.stop_release()
         park = None
-        if not (result.ok or result.non_retryable or result.protocol_error):
+        # An availability failure, or the failure that asked for a cooldown, does not use up an
+        # attempt while the target takes no calls; an application error does (it is an answer).
+        asked = bool(result.target_cooldown_us) and not (result.non_retryable or result.protocol_error)
+        if kind is CallKind.AVAILABILITY or asked:
             reason = self._park_reason(t, now)
             counted = kind is CallKind.AVAILABILITY and breaker.settings.enabled
             if reason is None and counted and breaker.state is not BreakerState.CLOSED:
