@@ -22,7 +22,11 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from sqlalchemy.engine import make_url
 
 from failhook import tls
-from failhook.v1 import dead_letter_service_pb2, workflow_service_pb2
+from failhook.v1 import (
+    dead_letter_service_pb2,
+    target_service_pb2,
+    workflow_service_pb2,
+)
 
 from .api import registration as api
 from .config import Settings
@@ -33,6 +37,8 @@ from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
 from .engine.runtime import Runtime, RuntimeSettings
 from .engine.service import Engine
+from .engine.target_control import LocalTargetControl
+from .engine.targets import TargetRegistry
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
 from .store.database import DEFAULT_POOL_SIZE
@@ -48,6 +54,7 @@ INSECURE_HEALTH_SERVICE = "failhook.insecure-plaintext-dev-mode"
 SERVICE_NAMES = (
     workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+    target_service_pb2.DESCRIPTOR.services_by_name["TargetService"].full_name,
 )
 _PURGE_INTERVAL_SECONDS = 3600.0
 _DEPTH_INTERVAL_SECONDS = 15.0
@@ -84,6 +91,8 @@ class Orchestrator:
         self._dlq_depth: int | None = None
         self._serving = False
         self._health_tasks: set[asyncio.Task[None]] = set()
+        # The targets' breakers; [breaker] settings are wired in with the config (breaker_config.py).
+        self.targets = TargetRegistry()
 
     @property
     def engine(self) -> Engine:
@@ -148,7 +157,7 @@ class Orchestrator:
                 ("grpc.max_receive_message_length", s.max_payload_bytes + 64 * 1024),
             ],
         )
-        await api.add_services(server, self._engine, s)
+        await api.add_services(server, self._engine, LocalTargetControl(self.targets), s)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

@@ -14,11 +14,19 @@ from failhook.v1 import (
     dead_letter_service_pb2,
     failure_hook_pb2,
     run_pb2,
+    target_service_pb2,
     workflow_endpoint_pb2,
     workflow_service_pb2,
 )
 
-FILES = [run_pb2, workflow_service_pb2, workflow_endpoint_pb2, failure_hook_pb2, dead_letter_service_pb2]
+FILES = [
+    run_pb2,
+    workflow_service_pb2,
+    workflow_endpoint_pb2,
+    failure_hook_pb2,
+    dead_letter_service_pb2,
+    target_service_pb2,
+]
 SERVICES = {
     "WorkflowService": {"StartRun", "GetRun", "ListRuns", "CancelRun"},
     "WorkflowEndpoint": {"RunStep"},
@@ -31,6 +39,7 @@ SERVICES = {
         "RetryFailureHook",
         "DeleteDeadLetter",
     },
+    "TargetService": {"ListTargets", "GetTarget", "PauseTarget", "ResumeTarget"},
 }
 FIELDS = {
     "StartRunRequest": [
@@ -56,7 +65,7 @@ FIELDS = {
     ],
     "OnWorkflowFailureResponse": ["result"],
     "SleepRequest": ["duration"],
-    "WorkflowRun": ["run_id", "workflow", "state"],
+    "WorkflowRun": ["run_id", "workflow", "state", "park_reason", "park_time"],
     "DeadLetter": ["dead_letter_id", "run", "failure", "hook"],
     "FailureHookOutcome": ["state", "attempts", "last_error", "result"],
     "RetryPolicy": ["max_attempts", "initial_backoff", "backoff_multiplier", "max_backoff"],
@@ -99,6 +108,7 @@ ENUMS = {
         "RUN_STATE_FAILED",
         "RUN_STATE_DEAD_LETTERED",
         "RUN_STATE_CANCELED",
+        "RUN_STATE_PARKED",
     ],
     "HookState": [
         "HOOK_STATE_UNSPECIFIED",

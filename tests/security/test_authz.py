@@ -18,6 +18,7 @@ from failhook.v1 import (
     dead_letter_service_pb2_grpc,
     failure_hook_pb2,
     failure_hook_pb2_grpc,
+    target_service_pb2,
     workflow_service_pb2,
 )
 from failhook_orchestrator.security import (
@@ -234,6 +235,7 @@ def test_method_roles_cover_every_orchestrator_method() -> None:
     services = [
         workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
         dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"],
+        target_service_pb2.DESCRIPTOR.services_by_name["TargetService"],
     ]
     methods = {f"/{service.full_name}/{method.name}" for service in services for method in service.methods}
 
@@ -245,6 +247,13 @@ def test_method_roles_cover_every_orchestrator_method() -> None:
     dlq = {m.rpartition("/")[2]: r for m, r in METHOD_ROLES.items() if "DeadLetterService" in m}
     assert {m for m, r in dlq.items() if r == Role.READ} == {"ListDeadLetters", "GetDeadLetter"}
     assert {r for m, r in dlq.items() if m not in {"ListDeadLetters", "GetDeadLetter"}} == {Role.OPERATE}
+    targets = {m.rpartition("/")[2]: r for m, r in METHOD_ROLES.items() if "TargetService" in m}
+    assert targets == {
+        "ListTargets": Role.READ,
+        "GetTarget": Role.READ,
+        "PauseTarget": Role.OPERATE,
+        "ResumeTarget": Role.OPERATE,
+    }
 
 
 def test_role_map_grants() -> None:

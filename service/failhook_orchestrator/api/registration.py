@@ -14,18 +14,22 @@ import grpc
 from failhook.v1 import (
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
+    target_service_pb2,
+    target_service_pb2_grpc,
     workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
 from failhook_orchestrator import wire
 from failhook_orchestrator.config import Settings
 from failhook_orchestrator.engine.service import Engine
+from failhook_orchestrator.engine.target_control import TargetControl
 from failhook_orchestrator.store.secrets import shared_secret
 
 from .dead_letter_service import DeadLetterServicer
 from .decoding import RequestDecodingInterceptor
 from .pagination import PageTokens
 from .shared import ApiShared
+from .target_service import TargetServicer
 from .validation import Limits
 from .workflow_service import WorkflowServicer
 
@@ -34,6 +38,7 @@ __all__ = ["add_services", "interceptors", "page_token_key"]
 _SERVICES = (
     workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"],
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"],
+    target_service_pb2.DESCRIPTOR.services_by_name["TargetService"],
 )
 
 
@@ -49,8 +54,10 @@ async def page_token_key(settings: Settings) -> bytes:
     return await shared_secret(settings.database, "page_token_key")
 
 
-async def add_services(server: grpc.aio.Server, engine: Engine, settings: Settings) -> None:
-    """Add WorkflowService and DeadLetterService, served by ``engine``, to ``server``."""
+async def add_services(
+    server: grpc.aio.Server, engine: Engine, targets: TargetControl, settings: Settings
+) -> None:
+    """Add WorkflowService and DeadLetterService (served by ``engine``) and TargetService to ``server``."""
     tokens = PageTokens(await page_token_key(settings))
     shared = ApiShared(
         limits=Limits(settings.max_payload_bytes),
@@ -62,3 +69,4 @@ async def add_services(server: grpc.aio.Server, engine: Engine, settings: Settin
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterServicer(engine, shared), server
     )
+    target_service_pb2_grpc.add_TargetServiceServicer_to_server(TargetServicer(targets, tokens), server)

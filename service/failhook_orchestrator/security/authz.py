@@ -61,13 +61,14 @@ class Role(StrEnum):
     READ = "read"
     """Read runs and dead letters."""
     OPERATE = "operate"
-    """Act on the dead-letter queue: restart, resume, retry hooks, delete."""
+    """Act on the dead-letter queue (restart, resume, retry hooks, delete); pause and resume targets."""
     ADMIN = "admin"
     """Everything, including methods not listed in :data:`METHOD_ROLES`."""
 
 
 _WORKFLOW = "/failhook.v1.WorkflowService/"
 _DLQ = "/failhook.v1.DeadLetterService/"
+_TARGETS = "/failhook.v1.TargetService/"
 
 METHOD_ROLES: Mapping[str, Role] = MappingProxyType(
     {
@@ -84,6 +85,10 @@ METHOD_ROLES: Mapping[str, Role] = MappingProxyType(
         f"{_DLQ}BulkRestartRuns": Role.OPERATE,
         f"{_DLQ}BulkResumeRuns": Role.OPERATE,
         f"{_DLQ}BulkDeleteDeadLetters": Role.OPERATE,
+        f"{_TARGETS}ListTargets": Role.READ,
+        f"{_TARGETS}GetTarget": Role.READ,
+        f"{_TARGETS}PauseTarget": Role.OPERATE,
+        f"{_TARGETS}ResumeTarget": Role.OPERATE,
     }
 )
 """The role each orchestrator method needs, by full method name. Any other method needs admin."""

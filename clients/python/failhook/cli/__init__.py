@@ -10,14 +10,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from failhook.cli import certs_cmd, dlq_cmd, exit_codes, runs_cmd
+from failhook.cli import certs_cmd, dlq_cmd, exit_codes, runs_cmd, targets_cmd
 
 __all__ = ["REGISTRARS", "Registrar", "build_parser", "main"]
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 """Adds one command group to the ``failhook`` parser."""
 
-REGISTRARS: list[Registrar] = [runs_cmd.add_parser, dlq_cmd.add_parser, certs_cmd.add_parser]
+REGISTRARS: list[Registrar] = [
+    runs_cmd.add_parser,
+    dlq_cmd.add_parser,
+    targets_cmd.add_parser,
+    certs_cmd.add_parser,
+]
 """The command groups, in the order ``failhook --help`` lists them."""
 
 

@@ -55,6 +55,13 @@ class _RunStateEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_RunState.Valu
     """RUN_STATE_CANCELED: CancelRun stopped the run at a step boundary. Terminal; no failure hook
     is called and no DLQ entry is made.
     """
+    RUN_STATE_PARKED: _RunState.ValueType  # 8
+    """RUN_STATE_PARKED: the target the run must call next (its endpoint, or its failure hook's
+    target) is not taking calls: its circuit breaker is open, or it is paused by an operator or at
+    the endpoint's request. The run waits without using up attempts (`park_reason`, `park_time`)
+    and is released, oldest first and at a paced rate, once the target takes calls again.
+    CancelRun works on a parked run.
+    """
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """RunState is where a run is in its life. Runs move only through the transitions the
@@ -86,6 +93,56 @@ failure hook's outcome. Terminal (a DLQ restart or resume creates a new, linked 
 RUN_STATE_CANCELED: RunState.ValueType  # 7
 """RUN_STATE_CANCELED: CancelRun stopped the run at a step boundary. Terminal; no failure hook
 is called and no DLQ entry is made.
+"""
+RUN_STATE_PARKED: RunState.ValueType  # 8
+"""RUN_STATE_PARKED: the target the run must call next (its endpoint, or its failure hook's
+target) is not taking calls: its circuit breaker is open, or it is paused by an operator or at
+the endpoint's request. The run waits without using up attempts (`park_reason`, `park_time`)
+and is released, oldest first and at a paced rate, once the target takes calls again.
+CancelRun works on a parked run.
+"""
+
+class _ParkReason:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParkReasonEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_ParkReason.ValueType], builtins.type):
+    DESCRIPTOR: descriptor.EnumDescriptor
+    PARK_REASON_UNSPECIFIED: _ParkReason.ValueType  # 0
+    """PARK_REASON_UNSPECIFIED: the run is not parked."""
+    PARK_REASON_BREAKER_OPEN: _ParkReason.ValueType  # 1
+    """PARK_REASON_BREAKER_OPEN: the target's circuit breaker is open after availability failures
+    from several runs (or half-open with its probes busy).
+    """
+    PARK_REASON_TARGET_PAUSED: _ParkReason.ValueType  # 2
+    """PARK_REASON_TARGET_PAUSED: an operator paused the target (TargetService.PauseTarget)."""
+    PARK_REASON_TARGET_COOLDOWN: _ParkReason.ValueType  # 3
+    """PARK_REASON_TARGET_COOLDOWN: the endpoint asked that its whole target be paused for a while
+    (`StepError.target_cooldown`).
+    """
+    PARK_REASON_RELEASE_QUEUED: _ParkReason.ValueType  # 4
+    """PARK_REASON_RELEASE_QUEUED: the target takes calls again and the run waits for its turn in
+    the paced release of the runs parked before it.
+    """
+
+class ParkReason(_ParkReason, metaclass=_ParkReasonEnumTypeWrapper):
+    """ParkReason tells why a run is parked."""
+
+PARK_REASON_UNSPECIFIED: ParkReason.ValueType  # 0
+"""PARK_REASON_UNSPECIFIED: the run is not parked."""
+PARK_REASON_BREAKER_OPEN: ParkReason.ValueType  # 1
+"""PARK_REASON_BREAKER_OPEN: the target's circuit breaker is open after availability failures
+from several runs (or half-open with its probes busy).
+"""
+PARK_REASON_TARGET_PAUSED: ParkReason.ValueType  # 2
+"""PARK_REASON_TARGET_PAUSED: an operator paused the target (TargetService.PauseTarget)."""
+PARK_REASON_TARGET_COOLDOWN: ParkReason.ValueType  # 3
+"""PARK_REASON_TARGET_COOLDOWN: the endpoint asked that its whole target be paused for a while
+(`StepError.target_cooldown`).
+"""
+PARK_REASON_RELEASE_QUEUED: ParkReason.ValueType  # 4
+"""PARK_REASON_RELEASE_QUEUED: the target takes calls again and the run waits for its turn in
+the paced release of the runs parked before it.
 """
 
 class _RunView:
@@ -688,6 +745,10 @@ class WorkflowRun(message.Message):
     CANCEL_REQUESTED_FIELD_NUMBER: builtins.int
     DEAD_LETTER_ID_FIELD_NUMBER: builtins.int
     STEP_COUNT_FIELD_NUMBER: builtins.int
+    PARK_REASON_FIELD_NUMBER: builtins.int
+    PARK_DETAIL_FIELD_NUMBER: builtins.int
+    PARK_TIME_FIELD_NUMBER: builtins.int
+    PARK_TARGET_FIELD_NUMBER: builtins.int
     run_id: builtins.str
     """run_id is the run's id: caller-chosen in StartRun, or a UUID the orchestrator made."""
     workflow: builtins.str
@@ -716,6 +777,16 @@ class WorkflowRun(message.Message):
     """dead_letter_id is the id of the run's DLQ entry; set when the state is RUN_STATE_DEAD_LETTERED."""
     step_count: builtins.int
     """step_count is the number of completed steps (set in listings too, where `steps` is omitted)."""
+    park_reason: ParkReason.ValueType
+    """park_reason tells why the run is parked; set when the state is RUN_STATE_PARKED."""
+    park_detail: builtins.str
+    """park_detail says the same in a sentence (for example the target's last error, or the
+    operator's reason for the pause); set when the state is RUN_STATE_PARKED.
+    """
+    park_target: builtins.str
+    """park_target is the gRPC target the parked run waits for (its endpoint, or its failure
+    hook's target); set when the state is RUN_STATE_PARKED.
+    """
     @builtins.property
     def headers(self) -> containers.ScalarMap[builtins.str, builtins.str]:
         """headers are forwarded to every step call and to the failure hook."""
@@ -756,6 +827,12 @@ class WorkflowRun(message.Message):
     def wake_time(self) -> timestamp_pb2.Timestamp:
         """wake_time is when a sleeping run wakes; set when the state is RUN_STATE_SLEEPING."""
 
+    @builtins.property
+    def park_time(self) -> timestamp_pb2.Timestamp:
+        """park_time is when the run was parked; set when the state is RUN_STATE_PARKED. Parked runs
+        are released in the order of this time.
+        """
+
     def __init__(
         self,
         *,
@@ -782,9 +859,13 @@ class WorkflowRun(message.Message):
         cancel_requested: builtins.bool = ...,
         dead_letter_id: builtins.str = ...,
         step_count: builtins.int = ...,
+        park_reason: ParkReason.ValueType = ...,
+        park_detail: builtins.str = ...,
+        park_time: timestamp_pb2.Timestamp | None = ...,
+        park_target: builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "park_time", b"park_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

@@ -26,7 +26,7 @@ from failhook.v1 import run_pb2 as failhook_dot_v1_dot_run__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#failhook/v1/workflow_endpoint.proto\x12\x0b\x66\x61ilhook.v1\x1a\x15\x66\x61ilhook/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\"\x96\x01\n\x0eRunStepRequest\x12(\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x17.failhook.v1.RunContext\x12\x30\n\x0f\x63ompleted_steps\x18\x02 \x03(\x0b\x32\x17.failhook.v1.StepResult\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x87\x01\n\x0fRunStepResponse\x12\'\n\x04step\x18\x01 \x01(\x0b\x32\x17.failhook.v1.StepResultH\x00\x12\x14\n\nrun_output\x18\x02 \x01(\x0cH\x00\x12*\n\x05sleep\x18\x03 \x01(\x0b\x32\x19.failhook.v1.SleepRequestH\x00\x42\t\n\x07outcome\"I\n\x0cSleepRequest\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04name\x18\x02 \x01(\t\"w\n\tStepError\x12\x11\n\tstep_name\x18\x01 \x01(\t\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\x32X\n\x10WorkflowEndpoint\x12\x44\n\x07RunStep\x12\x1b.failhook.v1.RunStepRequest\x1a\x1c.failhook.v1.RunStepResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#failhook/v1/workflow_endpoint.proto\x12\x0b\x66\x61ilhook.v1\x1a\x15\x66\x61ilhook/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\"\x96\x01\n\x0eRunStepRequest\x12(\n\x07\x63ontext\x18\x01 \x01(\x0b\x32\x17.failhook.v1.RunContext\x12\x30\n\x0f\x63ompleted_steps\x18\x02 \x03(\x0b\x32\x17.failhook.v1.StepResult\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"\x87\x01\n\x0fRunStepResponse\x12\'\n\x04step\x18\x01 \x01(\x0b\x32\x17.failhook.v1.StepResultH\x00\x12\x14\n\nrun_output\x18\x02 \x01(\x0cH\x00\x12*\n\x05sleep\x18\x03 \x01(\x0b\x32\x19.failhook.v1.SleepRequestH\x00\x42\t\n\x07outcome\"I\n\x0cSleepRequest\x12+\n\x08\x64uration\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xab\x01\n\tStepError\x12\x11\n\tstep_name\x18\x01 \x01(\t\x12\x10\n\x08response\x18\x02 \x01(\x0c\x12.\n\x0bretry_after\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rnon_retryable\x18\x04 \x01(\x08\x12\x32\n\x0ftarget_cooldown\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration2X\n\x10WorkflowEndpoint\x12\x44\n\x07RunStep\x12\x1b.failhook.v1.RunStepRequest\x1a\x1c.failhook.v1.RunStepResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNSTEPRESPONSE']._serialized_end=396
   _globals['_SLEEPREQUEST']._serialized_start=398
   _globals['_SLEEPREQUEST']._serialized_end=471
-  _globals['_STEPERROR']._serialized_start=473
-  _globals['_STEPERROR']._serialized_end=592
-  _globals['_WORKFLOWENDPOINT']._serialized_start=594
-  _globals['_WORKFLOWENDPOINT']._serialized_end=682
+  _globals['_STEPERROR']._serialized_start=474
+  _globals['_STEPERROR']._serialized_end=645
+  _globals['_WORKFLOWENDPOINT']._serialized_start=647
+  _globals['_WORKFLOWENDPOINT']._serialized_end=735
 # @@protoc_insertion_point(module_scope)

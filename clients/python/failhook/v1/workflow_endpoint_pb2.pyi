@@ -135,6 +135,7 @@ class StepError(message.Message):
     RESPONSE_FIELD_NUMBER: builtins.int
     RETRY_AFTER_FIELD_NUMBER: builtins.int
     NON_RETRYABLE_FIELD_NUMBER: builtins.int
+    TARGET_COOLDOWN_FIELD_NUMBER: builtins.int
     step_name: builtins.str
     """step_name is the name of the step that failed."""
     response: builtins.bytes
@@ -148,6 +149,14 @@ class StepError(message.Message):
         attempt still counts towards max_attempts.
         """
 
+    @builtins.property
+    def target_cooldown(self) -> duration_pb2.Duration:
+        """target_cooldown asks the orchestrator to pause the endpoint's whole target for this long
+        (for example until a rate limit resets): no run sends a step call there until it is over,
+        not only the run that got this error. The runs bound for the target are parked without using
+        up attempts, then released at a paced rate. Must be positive; at most 24 hours are honoured.
+        """
+
     def __init__(
         self,
         *,
@@ -155,9 +164,10 @@ class StepError(message.Message):
         response: builtins.bytes = ...,
         retry_after: duration_pb2.Duration | None = ...,
         non_retryable: builtins.bool = ...,
+        target_cooldown: duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = typing.Literal["retry_after", b"retry_after"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = typing.Literal["retry_after", b"retry_after", "target_cooldown", b"target_cooldown"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["non_retryable", b"non_retryable", "response", b"response", "retry_after", b"retry_after", "step_name", b"step_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["non_retryable", b"non_retryable", "response", b"response", "retry_after", b"retry_after", "step_name", b"step_name", "target_cooldown", b"target_cooldown"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

@@ -10,6 +10,8 @@ Hierarchy::
     Exception
     └── StepError                 any code (UNKNOWN by default), retried under the run's policy
         ├── RetryAfterError       UNAVAILABLE, asks the orchestrator to retry after a delay
+        │                         (with ``whole_target=True``: to pause every run's calls to
+        │                         the endpoint for that long, e.g. until a rate limit resets)
         └── NonRetryableError     FAILED_PRECONDITION, fails the run at once (no retry)
             ├── HistoryMismatchError   the workflow's steps contradict the recorded history
             └── StepNotAllowedError    a step was created where none can be (raised by the SDK)
@@ -74,6 +76,8 @@ class StepError(Exception):
         metadata: Trailing metadata sent with the error (lowercase text keys).
         retry_after: Asks the orchestrator to wait this long before the next attempt.
         non_retryable: Fails the run at once, whatever the code.
+        target_cooldown: Asks the orchestrator to pause every call to this endpoint's target
+            for this long, for every run (sent as ``StepError.target_cooldown``).
     """
 
     default_code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
@@ -90,6 +94,7 @@ class StepError(Exception):
         metadata: Mapping[str, str] | None = None,
         retry_after: timedelta | None = None,
         non_retryable: bool = False,
+        target_cooldown: timedelta | None = None,
     ) -> None:
         """Create the error.
 
@@ -103,10 +108,13 @@ class StepError(Exception):
                 :data:`MAX_METADATA_BYTES` in all. Keys are lowercased.
             retry_after: The delay to ask for before the next attempt; must not be negative.
             non_retryable: Fail the run now instead of retrying the step.
+            target_cooldown: Pause the whole target (every run's calls to this endpoint) for
+                this long; must be positive. The orchestrator parks the runs bound for it
+                without using up their attempts, and honours at most 24 hours.
 
         Raises:
-            ValueError: If ``code`` is ``OK``, the metadata is invalid or ``retry_after`` is
-                negative.
+            ValueError: If ``code`` is ``OK``, the metadata is invalid, ``retry_after`` is
+                negative or ``target_cooldown`` is not positive.
         """
         super().__init__(message)
         resolved = self.default_code if code is None else code
@@ -114,12 +122,15 @@ class StepError(Exception):
             raise ValueError("a StepError cannot have the status code OK")
         if retry_after is not None and retry_after < timedelta(0):
             raise ValueError(f"retry_after must not be negative, got {retry_after}")
+        if target_cooldown is not None and target_cooldown <= timedelta(0):
+            raise ValueError(f"target_cooldown must be positive, got {target_cooldown}")
         self.message = message
         self.code = resolved
         self.response = response.encode() if isinstance(response, str) else bytes(response)
         self.metadata = _checked_metadata(metadata)
         self.retry_after = retry_after
         self.non_retryable = non_retryable
+        self.target_cooldown = target_cooldown
 
 
 class NonRetryableError(StepError):
@@ -153,7 +164,11 @@ class RetryAfterError(StepError):
     """Ask the orchestrator to retry the step after ``delay`` instead of the policy's backoff.
 
     The attempt still counts towards the policy's ``max_attempts``. The default code is
-    ``UNAVAILABLE``.
+    ``UNAVAILABLE``. With ``whole_target=True`` the delay applies to the whole endpoint: the
+    orchestrator pauses every run's calls to it for ``delay`` (a rate limit that resets at a
+    known time, an upstream cooldown), parking those runs without using up their attempts::
+
+        raise RetryAfterError(timedelta(seconds=reset_in), "rate limited", whole_target=True)
     """
 
     default_code = grpc.StatusCode.UNAVAILABLE
@@ -166,19 +181,34 @@ class RetryAfterError(StepError):
         code: grpc.StatusCode | None = None,
         response: bytes | str = b"",
         metadata: Mapping[str, str] | None = None,
+        whole_target: bool = False,
     ) -> None:
         """Create the error.
 
         Args:
-            delay: How long the orchestrator should wait before the next attempt (not negative).
+            delay: How long the orchestrator should wait before the next attempt (not negative;
+                positive with ``whole_target``).
             message: The status message; ``"retry after <delay>"`` when ``None``.
             code: The gRPC status code; ``UNAVAILABLE`` when ``None``.
             response: The error body, bytes or text.
             metadata: Trailing metadata, as for :class:`StepError`.
+            whole_target: Pause every run's calls to this endpoint for ``delay``, not only this
+                run's next attempt.
+
+        Raises:
+            ValueError: If ``delay`` is negative, or not positive with ``whole_target``.
         """
         text = f"retry after {delay.total_seconds():g}s" if message is None else message
-        super().__init__(text, code=code, response=response, metadata=metadata, retry_after=delay)
+        super().__init__(
+            text,
+            code=code,
+            response=response,
+            metadata=metadata,
+            retry_after=delay,
+            target_cooldown=delay if whole_target else None,
+        )
         self.delay = delay
+        self.whole_target = whole_target
 
 
 class HistoryMismatchError(NonRetryableError):

@@ -5,7 +5,7 @@ A failed ``RunStep`` call carries:
 * the status code and message;
 * a ``google.rpc.Status`` in the ``grpc-status-details-bin`` trailer (same code and message)
   whose ``details`` hold one packed ``failhook.v1.StepError`` (step name, error body,
-  ``retry_after``, ``non_retryable``), plus a ``google.rpc.ErrorInfo`` (domain
+  ``retry_after``, ``non_retryable``, ``target_cooldown``), plus a ``google.rpc.ErrorInfo`` (domain
   ``failhook.dev``) when the error has a machine-readable reason (``HISTORY_MISMATCH``);
 * the user's trailing metadata (:attr:`StepError.metadata`), text keys only.
 
@@ -113,6 +113,8 @@ def step_error_status(exc: Exception, step_name: str) -> ErrorStatus:
             delay = duration_pb2.Duration()
             delay.FromTimedelta(exc.retry_after)
             detail.retry_after.CopyFrom(delay)
+        if exc.target_cooldown is not None:
+            detail.target_cooldown.FromTimedelta(exc.target_cooldown)
         return ErrorStatus(exc.code, exc.message, detail, exc.metadata, exc.reason)
     where = f'step "{step_name}"' if step_name else "the workflow"
     message = f"{where} failed: {describe(exc)}"
