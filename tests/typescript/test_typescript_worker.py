@@ -17,12 +17,19 @@ from typing import Any
 
 import grpc
 import pytest
+from grpc_status import rpc_status
 
 from failhook import tls
 from failhook.certs import ORCHESTRATOR_IDENTITY, DevCerts
 from failhook.v1 import dead_letter_service_pb2 as dl
 from failhook.v1 import dead_letter_service_pb2_grpc as dl_grpc
-from failhook.v1 import run_pb2, workflow_endpoint_pb2, workflow_endpoint_pb2_grpc
+from failhook.v1 import (
+    failure_hook_pb2,
+    failure_hook_pb2_grpc,
+    run_pb2,
+    workflow_endpoint_pb2,
+    workflow_endpoint_pb2_grpc,
+)
 from failhook.v1 import workflow_service_pb2 as ws
 from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
 from tests.support import process
@@ -198,3 +205,46 @@ async def test_a_caller_without_the_orchestrator_identity_is_refused(
     assert f"spiffe://failhook.dev/{identity}" in (refused.value.details() or "")
     assert ORCHESTRATOR_IDENTITY not in (refused.value.details() or "")
     assert stack.read_events() == before  # no user code ran
+
+
+async def test_the_worker_speaks_the_python_sdks_error_format(stack: Stack, dev_certs: DevCerts) -> None:
+    """Called directly as the orchestrator: a replayed history, a rich error status, unknown names."""
+    credentials = tls.channel_credentials(dev_certs.tls_files("orchestrator"))
+    async with grpc.aio.secure_channel(stack.endpoint, credentials) as channel:
+        steps = workflow_endpoint_pb2_grpc.WorkflowEndpointStub(channel)
+        context = run_pb2.RunContext(
+            workflow_run_id="direct", workflow="order", request_payload=b'{"amount": 0}'
+        )
+        reserved = run_pb2.StepResult(name="reserve", output=b'{"reserved":0}')
+        request = workflow_endpoint_pb2.RunStepRequest(context=context, completed_steps=[reserved], attempt=2)
+        call = steps.RunStep(request)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call
+        # grpc_status defines `aio` under a version check its annotations do not show.
+        rich = await rpc_status.aio.from_call(call)  # type: ignore[attr-defined]
+        assert rich is not None and rich.code == grpc.StatusCode.ABORTED.value[0]
+        assert rich.message == "card declined"
+        detail = workflow_endpoint_pb2.StepError()
+        assert rich.details[0].Unpack(detail)
+        assert (detail.step_name, detail.response, detail.non_retryable) == (
+            "charge",
+            b'{"reason":"zero"}',
+            False,
+        )
+        assert ("x-psp", "acme") in tuple(await call.trailing_metadata() or ())
+        assert stack.steps_of("direct") == [("charge", 2)]  # "reserve" was replayed, not run
+
+        unknown = workflow_endpoint_pb2.RunStepRequest(context=run_pb2.RunContext(workflow="nope"), attempt=1)
+        with pytest.raises(grpc.aio.AioRpcError) as not_found:
+            await steps.RunStep(unknown)
+        assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
+        assert (
+            not_found.value.details()
+            == 'workflow "nope" is not registered on this worker (registered: order)'
+        )
+
+        hooks = failure_hook_pb2_grpc.FailureHookStub(channel)
+        failure = failure_hook_pb2.OnWorkflowFailureRequest(context=run_pb2.RunContext(workflow="nope"))
+        with pytest.raises(grpc.aio.AioRpcError) as unimplemented:
+            await hooks.OnWorkflowFailure(failure)
+        assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -29,6 +29,6 @@ export { FailureContext, type FailureHandler } from "./failure.js";
 export { Allowlist, ORCHESTRATOR_IDENTITY, peerIdentities, type Denial } from "./identity.js";
 export { ERROR_DOMAIN, MAX_MESSAGE_BYTES, MAX_RESPONSE_BYTES } from "./status.js";
 export { serverCredentials, tlsFilesFromDir, type TlsFiles } from "./tls.js";
-export { Worker, type Logger, type WorkerOptions } from "./worker.js";
+export { DEFAULT_MAX_MESSAGE_BYTES, Worker, type Logger, type WorkerOptions } from "./worker.js";
 export { Workflow, checkWorkflowName, type WorkflowFunction } from "./workflow.js";
 export { status } from "@grpc/grpc-js";

@@ -40,9 +40,14 @@ export interface WorkerOptions {
   readonly tls: TlsFiles;
   /** The caller identities admitted (SAN URIs, DNS names or CN); default: the orchestrator's. */
   readonly allowedIdentities?: Iterable<string>;
+  /** The largest message received or sent; RunStepRequest carries every completed step's output. */
+  readonly maxMessageBytes?: number;
   /** Default: the console. */
   readonly logger?: Logger;
 }
+
+/** The default limit of one message, as the Python SDK's (64 MiB). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
 type Handler<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void;
 
@@ -55,12 +60,14 @@ export class Worker {
   readonly allowlist: Allowlist;
   readonly #tls: TlsFiles;
   readonly #logger: Logger;
+  readonly #maxMessageBytes: number;
   readonly #workflows = new Map<string, Workflow<unknown>>();
   #server: Server | undefined;
 
   constructor(options: WorkerOptions) {
     this.#tls = options.tls;
     this.allowlist = new Allowlist(options.allowedIdentities ?? [ORCHESTRATOR_IDENTITY]);
+    this.#maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#logger = options.logger ?? {
       warn: (message) => console.warn(`failhook.worker: ${message}`),
       error: (message, error) => console.error(`failhook.worker: ${message}`, error ?? ""),
@@ -92,7 +99,8 @@ export class Worker {
       throw new Error("the worker is already serving");
     }
     const credentials = serverCredentials(this.#tls);
-    const server = new Server();
+    const limit = this.#maxMessageBytes;
+    const server = new Server({ "grpc.max_receive_message_length": limit, "grpc.max_send_message_length": limit });
     server.addService({ RunStep: RUN_STEP }, { RunStep: this.#guarded(RUN_STEP.path, this.#runStep) } as UntypedServiceImplementation);
     server.addService(
       { OnWorkflowFailure: ON_WORKFLOW_FAILURE },
