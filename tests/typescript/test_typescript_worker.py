@@ -76,9 +76,13 @@ def stack(dev_certs: DevCerts, tmp_path_factory: pytest.TempPathFactory) -> Iter
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAILHOOK_", "OTEL_"))}
     env.update(FAILHOOK_CERTS=str(dev_certs.directory), EVENTS=str(events))
     database = f"sqlite+aiosqlite:///{tmp / 'failhook.db'}"
-    with process.running(dev_certs, database, tmp) as orchestrator:
+    # Sampled traces (no exporter needed): the traceparent the workers get says "sampled".
+    orchestrator = process.spawn(dev_certs, database, tmp, extra_env={"OTEL_TRACES_SAMPLER": "always_on"})
+    try:
         with running(HERE / "dist" / "worker.js", env, tmp) as worker:
             yield Stack(orchestrator_port=orchestrator.port, worker=worker, events=events)
+    finally:
+        orchestrator.kill()
 
 
 @dataclass
@@ -122,6 +126,17 @@ async def test_a_three_step_run_succeeds(stack: Stack, clients: Clients) -> None
     assert run.steps[2].kind == run_pb2.STEP_KIND_SLEEP
     assert json.loads(run.output) == {"reserved": 12, "charge": "charged 12", "shipped": "shipped"}
     assert stack.steps_of(run.run_id) == [("reserve", 1), ("charge", 1), ("ship", 1)]
+    # Every RunStep call continued the run's trace: a server span, and a span per new step in it.
+    spans = [e for e in stack.read_events() if e["event"] == "span" and e["traceId"] == run.trace_id]
+    calls = {e["spanId"] for e in spans if e["name"] == "failhook.v1.WorkflowEndpoint/RunStep"}
+    assert len(calls) == 5  # reserve, charge, cool-off (a sleep request), ship, the run's output
+    steps = [e for e in spans if e["name"].startswith("failhook.step ")]
+    assert [e["name"] for e in steps] == [
+        "failhook.step reserve",
+        "failhook.step charge",
+        "failhook.step ship",
+    ]
+    assert all(e["parentSpanId"] in calls for e in steps)
 
 
 async def test_retried_step_then_failure_hook_dlq_and_resume(stack: Stack, clients: Clients) -> None:

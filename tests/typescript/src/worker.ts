@@ -1,13 +1,16 @@
 /**
  * The TypeScript worker of the end-to-end test: an `order` workflow (reserve, charge, a durable
  * sleep, ship) and its failure hook. Every step execution and every hook delivery is appended as
- * a JSON line to $EVENTS so the test can check what ran; the port is printed on stdout.
+ * a JSON line to $EVENTS so the test can check what ran, and so is every span the SDK ends (to
+ * check that the orchestrator's trace is continued); the port is printed on stdout.
  *
  *   FAILHOOK_CERTS=DIR EVENTS=FILE node tests/typescript/dist/worker.js
  */
 
 import { appendFileSync } from "node:fs";
 import { toJson } from "@bufbuild/protobuf";
+import { trace } from "@opentelemetry/api";
+import { BasicTracerProvider, SimpleSpanProcessor, type ReadableSpan, type SpanExporter } from "@opentelemetry/sdk-trace-base";
 import { NonRetryableError, StepError, Worker, status, tlsFilesFromDir } from "@failhook/worker";
 import { StepFailureSchema } from "@failhook/worker/gen/run";
 
@@ -17,6 +20,19 @@ const events = process.env["EVENTS"] ?? "events.jsonl";
 function record(event: Record<string, unknown>): void {
   appendFileSync(events, `${JSON.stringify(event)}\n`);
 }
+
+/** Writes every ended span to the events file. */
+const spanRecorder: SpanExporter = {
+  export(spans: ReadableSpan[], done) {
+    for (const span of spans) {
+      const { traceId, spanId } = span.spanContext();
+      record({ event: "span", name: span.name, traceId, spanId, parentSpanId: span.parentSpanContext?.spanId ?? null });
+    }
+    done({ code: 0 });
+  },
+  shutdown: async () => undefined,
+};
+trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spanRecorder)] }));
 
 const worker = new Worker({ tls: tlsFilesFromDir(certs, "worker") });
 
