@@ -10,13 +10,13 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
 WORKDIR /src
-# Only what building the package needs (see .dockerignore).
-COPY pyproject.toml README.md ./
+# Only what building the two distributions needs (see .dockerignore): the SDK `failhook`
+# (clients/python) and the server `failhook-orchestrator` (service), which depends on it.
+COPY clients/python/ clients/python/
 COPY service/ service/
-COPY clients/ clients/
 # A regular (non-editable) install of the runtime dependencies only: no dev extras, no cache.
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-input . \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-input ./clients/python ./service \
  && /opt/venv/bin/failhook-orchestrator --help >/dev/null
 
 FROM ${BASE_IMAGE}

@@ -1,5 +1,6 @@
 # failhook's tasks. Everything the project needs is installed by these targets into .venv
-# (Python) and node_modules (buf); nothing has to be installed by hand.
+# (Python: the SDK and the orchestrator, editable) and node_modules (buf, its TypeScript plugin,
+# tsc and the TypeScript worker's dependencies: one npm workspace); nothing is installed by hand.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,19 +10,22 @@ CERT_DIR ?= $(DATA_DIR)/certs
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: run install certs test check lint typecheck buf-lint buf-breaking generate check-generated ci bench clean image container-test
+.PHONY: run install certs test check lint typecheck ts-build ts-check ts-test buf-lint buf-breaking generate check-generated ci bench clean image container-test
 
-$(STAMP): pyproject.toml
+NODE_STAMP := node_modules/.installed
+NODE_MANIFESTS := package.json package-lock.json clients/typescript/package.json examples/typescript/package.json tests/typescript/package.json
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml service/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	$(BIN)/pip install --quiet -e clients/python -e service -e ".[dev,bench]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
-node_modules/.bin/buf: package.json package-lock.json
+$(NODE_STAMP): $(NODE_MANIFESTS)
 	npm ci --no-audit --no-fund --loglevel=error
-	touch node_modules/.bin/buf
+	touch $(NODE_STAMP)
 
 ## The quick start: the orchestrator on SQLite, with development certificates (mTLS).
 run: $(STAMP)
@@ -34,12 +38,24 @@ run: $(STAMP)
 certs: $(STAMP)
 	$(BIN)/failhook certs init $(CERT_DIR)
 
-## The whole test suite (SQLite and PostgreSQL).
-test: $(STAMP)
+## The whole test suite (SQLite and PostgreSQL), the TypeScript unit tests first.
+test: $(STAMP) ts-test
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## TypeScript: build every project (strict tsc, incremental), run the SDK's unit tests (node --test).
+ts-build: $(NODE_STAMP)
+	node_modules/.bin/tsc -b
+
+ts-test: ts-build
+	node --test clients/typescript/dist/test/
+
+## tsc --strict: the SDK without output, then the projects that reference it (they need its declarations).
+ts-check: $(NODE_STAMP)
+	node_modules/.bin/tsc --noEmit -p clients/typescript
+	node_modules/.bin/tsc -b
+
 ## Static checks: lint, format, types, proto lint and breaking, generated-code drift.
-check: lint typecheck buf-lint buf-breaking check-generated
+check: lint typecheck ts-check buf-lint buf-breaking check-generated
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -49,21 +65,25 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-buf-lint: node_modules/.bin/buf
+buf-lint: $(NODE_STAMP)
 	node_modules/.bin/buf lint
 	node_modules/.bin/buf format --diff --exit-code
 
 ## The contract must not break against the previous commit of main.
-buf-breaking: node_modules/.bin/buf
+buf-breaking: $(NODE_STAMP)
 	@if git cat-file -e HEAD~1:proto/failhook/v1 2>/dev/null; then \
 	  node_modules/.bin/buf breaking --against '.git#ref=HEAD~1,subdir=proto' && echo "buf breaking: no breaking change against HEAD~1"; \
 	else echo "buf breaking: HEAD~1 has no contract yet, nothing to compare"; fi
 
-generate: $(STAMP)
+## Python stubs with grpcio-tools (scripts/gen_protos.py), TypeScript with buf and protoc-gen-es (buf.gen.yaml).
+generate: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python scripts/gen_protos.py
+	node_modules/.bin/buf generate
+
+GENERATED := clients/python/failhook/v1 clients/typescript/src/gen
 
 check-generated: generate
-	@git add -N clients/python/failhook/v1 && git diff --exit-code --stat -- clients/python/failhook/v1 \
+	@git add -N $(GENERATED) && git diff --exit-code --stat -- $(GENERATED) \
 	  || (echo "generated code drifted from proto/: run 'make generate' and commit"; exit 1)
 
 ci: test check
@@ -79,4 +99,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache clients/typescript/dist examples/typescript/dist tests/typescript/dist
