@@ -262,6 +262,11 @@ def test_role_map_matches_each_kind_of_name_only_with_its_own_kind() -> None:
         assert dev.roles_for([Identity.uri(identity)]) != frozenset()
 
 
+def test_worker_refuses_an_allowed_identity_that_is_no_identity(dev_certs: DevCerts) -> None:
+    with pytest.raises(ValueError, match=r"'two words' is not a certificate identity"):
+        Worker(tls=dev_certs.tls_files("worker"), allowed_identities=["two words"])
+
+
 def test_role_map_rejects_a_key_that_is_no_identity() -> None:
     with pytest.raises(ValueError, match=r"role grant for 'two words'.*CN=<name>"):
         RoleMap({"two words": ["read"]})
