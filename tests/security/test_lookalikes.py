@@ -285,6 +285,18 @@ def test_identity_parse_reads_the_three_written_forms() -> None:
             Identity.parse(bad)
 
 
+def test_an_identity_is_checked_and_normalised_however_it_is_made() -> None:
+    assert Identity(IdentityKind.DNS, "Worker.Internal.") == Identity.dns("worker.internal")
+    for kind, bad in (
+        (IdentityKind.URI, "failhook.dev/orchestrator"),
+        (IdentityKind.URI, "spiffe://failhook.dev/a b"),
+        (IdentityKind.DNS, ORCHESTRATOR_IDENTITY),
+        (IdentityKind.COMMON_NAME, ""),
+    ):
+        with pytest.raises(ValueError, match="is not a"):
+            Identity(kind, bad)
+
+
 _printable = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)
 
 
