@@ -262,6 +262,11 @@ def test_role_map_matches_each_kind_of_name_only_with_its_own_kind() -> None:
         assert dev.roles_for([Identity.uri(identity)]) != frozenset()
 
 
+def test_worker_refuses_an_allowed_identity_that_is_no_identity(dev_certs: DevCerts) -> None:
+    with pytest.raises(ValueError, match=r"'two words' is not a certificate identity"):
+        Worker(tls=dev_certs.tls_files("worker"), allowed_identities=["two words"])
+
+
 def test_role_map_rejects_a_key_that_is_no_identity() -> None:
     with pytest.raises(ValueError, match=r"role grant for 'two words'.*CN=<name>"):
         RoleMap({"two words": ["read"]})
@@ -278,6 +283,18 @@ def test_identity_parse_reads_the_three_written_forms() -> None:
     for bad in ("", "CN=", "two words", "tab\there", "a/b", "-leading-hyphen.example"):
         with pytest.raises(ValueError, match="identity"):
             Identity.parse(bad)
+
+
+def test_an_identity_is_checked_and_normalised_however_it_is_made() -> None:
+    assert Identity(IdentityKind.DNS, "Worker.Internal.") == Identity.dns("worker.internal")
+    for kind, bad in (
+        (IdentityKind.URI, "failhook.dev/orchestrator"),
+        (IdentityKind.URI, "spiffe://failhook.dev/a b"),
+        (IdentityKind.DNS, ORCHESTRATOR_IDENTITY),
+        (IdentityKind.COMMON_NAME, ""),
+    ):
+        with pytest.raises(ValueError, match="is not a"):
+            Identity(kind, bad)
 
 
 _printable = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=40)

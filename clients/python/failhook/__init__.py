@@ -4,6 +4,7 @@
   serve them (:class:`failhook.worker.Worker`).
 - :mod:`failhook.client`: :class:`OrchestratorClient`, start and watch runs, operate the DLQ.
 - :mod:`failhook.tls` / :mod:`failhook.certs`: mTLS credentials and development certificates.
+- :mod:`failhook.testing`: a real orchestrator process for your own tests.
 - :mod:`failhook.v1`: the generated messages and stubs of the contract.
 """
 

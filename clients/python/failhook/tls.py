@@ -281,8 +281,30 @@ _DNS_MAX = 253
 _CN_PREFIX = "CN="
 
 
-def _printable(text: str) -> bool:
-    return bool(text) and text.isprintable() and not any(c.isspace() for c in text)
+def _checked_uri(value: str) -> str:
+    if not (value.isprintable() and not any(c.isspace() for c in value) and _URI_SCHEME.match(value)):
+        raise ValueError(f"{value!r} is not a URI identity: expected scheme:rest, e.g. spiffe://domain/name")
+    return value
+
+
+def _checked_dns(value: str) -> str:
+    name = value.removesuffix(".").lower()
+    if len(name) > _DNS_MAX or not _DNS_NAME.fullmatch(name):
+        raise ValueError(f"{value!r} is not a DNS name identity")
+    return name
+
+
+def _checked_common_name(value: str) -> str:
+    if not value or not value.isprintable():
+        raise ValueError(f"{value!r} is not a common name identity")
+    return value
+
+
+_CHECKED = {
+    IdentityKind.URI: _checked_uri,
+    IdentityKind.DNS: _checked_dns,
+    IdentityKind.COMMON_NAME: _checked_common_name,
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -299,64 +321,34 @@ class Identity:
 
     Attributes:
         kind: The certificate field.
-        value: The name, normalised (DNS names lower-case).
+        value: The name, normalised (DNS names lower-case, without a trailing dot).
+
+    Raises:
+        ValueError: If ``value`` is malformed for its kind: a URI without a scheme or with
+            spaces, a DNS name that is no host name, an empty common name, control characters.
     """
 
     kind: IdentityKind
     value: str
 
+    def __post_init__(self) -> None:
+        """Check the value for its kind and normalise it."""
+        object.__setattr__(self, "value", _CHECKED[self.kind](self.value))
+
     @classmethod
     def uri(cls, value: str) -> Identity:
-        """Return the identity of a URI SAN.
-
-        Args:
-            value: An absolute URI, e.g. ``spiffe://failhook.dev/orchestrator``.
-
-        Returns:
-            The URI identity.
-
-        Raises:
-            ValueError: If ``value`` has no scheme or contains spaces or control characters.
-        """
-        if not (_printable(value) and _URI_SCHEME.match(value)):
-            raise ValueError(
-                f"{value!r} is not a URI identity: expected scheme:rest, e.g. spiffe://domain/name"
-            )
+        """Return the identity of a URI SAN, e.g. ``spiffe://failhook.dev/orchestrator``."""
         return cls(IdentityKind.URI, value)
 
     @classmethod
     def dns(cls, value: str) -> Identity:
-        """Return the identity of a DNS SAN.
-
-        Args:
-            value: A host name, e.g. ``worker.internal`` (case and a trailing dot are ignored).
-
-        Returns:
-            The DNS identity, lower-case.
-
-        Raises:
-            ValueError: If ``value`` is not a DNS name.
-        """
-        name = value.removesuffix(".").lower()
-        if len(name) > _DNS_MAX or not _DNS_NAME.fullmatch(name):
-            raise ValueError(f"{value!r} is not a DNS name identity")
-        return cls(IdentityKind.DNS, name)
+        """Return the identity of a DNS SAN, e.g. ``worker.internal`` (case and a trailing dot
+        are ignored)."""
+        return cls(IdentityKind.DNS, value)
 
     @classmethod
     def common_name(cls, value: str) -> Identity:
-        """Return the identity of a subject common name.
-
-        Args:
-            value: The common name, e.g. ``worker``.
-
-        Returns:
-            The common-name identity.
-
-        Raises:
-            ValueError: If ``value`` is empty or contains control characters.
-        """
-        if not value or not value.isprintable():
-            raise ValueError(f"{value!r} is not a common name identity")
+        """Return the identity of a subject common name, e.g. ``worker``."""
         return cls(IdentityKind.COMMON_NAME, value)
 
     @classmethod
