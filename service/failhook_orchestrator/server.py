@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from sqlalchemy.engine import make_url
 
 from failhook import tls
@@ -299,8 +299,13 @@ class Orchestrator:
 
 
 def _tracing_server_interceptor() -> grpc.aio.ServerInterceptor[Any, Any]:
-    """OpenTelemetry's gRPC server interceptor: server spans continuing the caller's traceparent."""
-    interceptor: grpc.aio.ServerInterceptor[Any, Any] = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    """OpenTelemetry's gRPC server interceptor: server spans continuing the caller's traceparent.
+
+    Health checks are left out: probes would only add noise, and the interceptor wraps streaming
+    handlers in a way that breaks the health servicer's ``Watch`` (it answered UNKNOWN).
+    """
+    skip_health = filters.negate(filters.health_check())
+    interceptor: grpc.aio.ServerInterceptor[Any, Any] = aio_server_interceptor(filter_=skip_health)  # type: ignore[no-untyped-call]
     return interceptor
 
 

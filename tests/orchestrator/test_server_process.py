@@ -32,6 +32,11 @@ async def test_health_reflection_and_graceful_sigterm(
             for service in ("", "failhook.v1.WorkflowService", "failhook.v1.DeadLetterService"):
                 answer = await health.Check(health_pb2.HealthCheckRequest(service=service))
                 assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            # Watch is a stream: the tracing interceptor once broke it (UNKNOWN for every caller).
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            first = await asyncio.wait_for(watch.read(), timeout=10)
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
 
             reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
 
