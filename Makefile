@@ -10,7 +10,7 @@ CERT_DIR ?= $(DATA_DIR)/certs
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: run install certs test check lint typecheck ts-build ts-check ts-test buf-lint buf-breaking generate check-generated ci bench clean image container-test
+.PHONY: run install certs test check lint typecheck ts-build ts-check ts-test buf-lint buf-breaking generate check-generated ci bench bench-peers clean image container-test
 
 NODE_STAMP := node_modules/.installed
 NODE_MANIFESTS := package.json package-lock.json clients/typescript/package.json examples/typescript/package.json tests/typescript/package.json
@@ -95,8 +95,22 @@ image:
 container-test: $(STAMP)
 	$(BIN)/pytest tests/container -s
 
+## The benchmark; with the peers (Restate, Temporal) when `make bench-peers` has installed them.
+PEERS := bench/.peers
 bench: $(STAMP)
-	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(if $(wildcard $(PEERS)/.installed),--peers) $(BENCH_ARGS)
+
+## The benchmark's peers, into bench/.peers (git-ignored; never in CI): a venv with the Restate
+## and Temporal Python packages and the `temporal` CLI, and node_modules with the Restate server.
+bench-peers: $(PEERS)/.installed
+
+$(PEERS)/.installed: bench/peer-deps/requirements.txt bench/peer-deps/package.json
+	$(PYTHON) -m venv $(PEERS)/venv
+	$(PEERS)/venv/bin/pip install --quiet --upgrade pip
+	$(PEERS)/venv/bin/pip install --quiet -r bench/peer-deps/requirements.txt
+	cp bench/peer-deps/package.json $(PEERS)/package.json
+	SCARF_ANALYTICS=false npm install --prefix $(PEERS) --no-audit --no-fund --silent
+	touch $@
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache clients/typescript/dist examples/typescript/dist tests/typescript/dist

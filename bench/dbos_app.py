@@ -14,13 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import sqlite3
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: ``bench`` importable
+from bench.drive import add_loop_arguments, closed_loop, write_figures
 
 
 @DBOS.step()
@@ -39,26 +41,16 @@ async def bench3(value: int) -> int:
 async def drive(runs: int, concurrency: int) -> dict[str, Any]:
     """Launch DBOS, run ``runs`` workflows ``concurrency`` at a time; seconds and latencies."""
     DBOS.launch()
-    latencies: list[float] = []
-    taken = 0
 
-    async def loop() -> None:
-        nonlocal taken
-        while taken < runs:
-            taken += 1
-            began = time.perf_counter()
-            handle = await DBOS.start_workflow_async(bench3, 0)
-            if await handle.get_result() != 3:
-                raise SystemExit("DBOS workflow returned a wrong result")
-            latencies.append((time.perf_counter() - began) * 1000)
+    async def one() -> None:
+        handle = await DBOS.start_workflow_async(bench3, 0)
+        if await handle.get_result() != 3:
+            raise SystemExit("DBOS workflow returned a wrong result")
 
     try:
-        began = time.monotonic()
-        await asyncio.gather(*(loop() for _ in range(concurrency)))
-        elapsed = time.monotonic() - began
+        return await closed_loop(one, runs, concurrency)
     finally:
         DBOS.destroy()
-    return {"seconds": elapsed, "latencies_ms": latencies}
 
 
 def main() -> None:
@@ -66,9 +58,7 @@ def main() -> None:
     parser.add_argument(
         "--url", required=True, help="DBOS system database URL (sqlite:///… or postgresql://…)"
     )
-    parser.add_argument("--concurrency", type=int, required=True)
-    parser.add_argument("--runs", type=int, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    add_loop_arguments(parser)
     args = parser.parse_args()
     if args.url.startswith("sqlite:///"):
         # DBOS leaves SQLite in its default rollback journal; WAL is the fair setting (and what
@@ -77,8 +67,7 @@ def main() -> None:
             conn.execute("PRAGMA journal_mode=WAL")
     config: DBOSConfig = {"name": "failhook-bench", "system_database_url": args.url, "log_level": "WARNING"}
     DBOS(config=config)
-    result = asyncio.run(drive(args.runs, args.concurrency))
-    args.out.write_text(json.dumps(result))
+    write_figures(args.out, asyncio.run(drive(args.runs, args.concurrency)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.harness import HERE, fresh_database, plain_pg_url, summary_ms
+from bench.harness import HERE, fresh_database, level_figures, plain_pg_url
 
 
 async def dbos_level(backend: str, tmp: Path, pg_server: str, runs: int, concurrency: int) -> dict[str, Any]:
@@ -27,17 +27,7 @@ async def dbos_level(backend: str, tmp: Path, pg_server: str, runs: int, concurr
     else:
         async with fresh_database("postgresql", tmp, pg_server, "dbos") as url:
             figures = await _run_app(plain_pg_url(url), runs, concurrency, out)
-    latency = summary_ms(figures["latencies_ms"])
-    seconds = float(figures["seconds"])
-    return {
-        "concurrency": concurrency,
-        "runs": runs,
-        "seconds": round(seconds, 3),
-        "runs_per_s": round(runs / seconds, 1),
-        "steps_per_s": round(3 * runs / seconds, 1),
-        "latency_ms_p50": latency["p50_ms"],
-        "latency_ms_p99": latency["p99_ms"],
-    }
+    return level_figures(concurrency, runs, float(figures["seconds"]), figures["latencies_ms"])
 
 
 async def _run_app(url: str, runs: int, concurrency: int, out: Path) -> dict[str, Any]:

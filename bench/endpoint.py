@@ -2,6 +2,7 @@
 plus the health service as the raw echo baseline (one mTLS unary call, nothing else).
 
 - ``bench3``: three trivial steps (throughput and run latency);
+- ``bench_chain``: as many trivial steps as its payload says (the cost as a run grows);
 - ``bench_fail``: one step that fails for good, and a failure handler (time to the DLQ);
 - ``bench_sleep``: one step, then a durable sleep of an hour (memory of sleeping runs).
 """
@@ -36,6 +37,15 @@ async def bench3(ctx: WorkflowContext) -> int:
     a = await ctx.run("one", _step, 0)
     b = await ctx.run("two", _step, a)
     return await ctx.run("three", _step, b)
+
+
+@worker.workflow("bench_chain")
+async def bench_chain(ctx: WorkflowContext) -> int:
+    """As many trivial steps as the payload says (ASCII digits): the cost as the history grows."""
+    value = 0
+    for index in range(int(ctx.payload)):
+        value = await ctx.run(f"step-{index}", _step, value)
+    return value
 
 
 async def _fail() -> int:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +54,36 @@ def summary_ms(values_ms: Sequence[float]) -> dict[str, float]:
         "max_ms": round(max(values_ms), 2) if values_ms else math.nan,
         "count": len(values_ms),
     }
+
+
+def level_figures(
+    concurrency: int, runs: int, seconds: float, latencies_ms: Sequence[float]
+) -> dict[str, Any]:
+    """One closed-loop level of 3-step runs, as every system's figures are reported."""
+    latency = summary_ms(latencies_ms)
+    return {
+        "concurrency": concurrency,
+        "runs": runs,
+        "seconds": round(seconds, 3),
+        "runs_per_s": round(runs / seconds, 1),
+        "steps_per_s": round(3 * runs / seconds, 1),
+        "latency_ms_p50": latency["p50_ms"],
+        "latency_ms_p99": latency["p99_ms"],
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), from ``/proc/<pid>/stat``."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": field 3 (state) onwards
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for servers that need one given)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _wait_for_file(path: Path, proc: subprocess.Popen[bytes], what: str) -> str:

@@ -38,7 +38,7 @@ async def sleeping_rss(
 
         await asyncio.gather(*(starter() for _ in range(in_flight)))
     started = time.monotonic() - began
-    sleeping = await reader.wait_for(SLEEPING, runs, timeout=600, interval=0.25)
+    sleeping = await reader.wait_for(SLEEPING, runs, timeout=max(600.0, runs / 100), interval=0.25)
     if sleeping < runs:
         raise SystemExit(f"bench_sleep: only {sleeping} of {runs} runs are SLEEPING")
     settled = time.monotonic() - began

@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.harness import DbReader, channel, summary_ms
+from bench.harness import DbReader, channel, level_figures
 from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as ws
 from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
@@ -59,6 +59,7 @@ async def closed_loop(
     runs: int,
     concurrency: int,
     retry_policy: run_pb2.RetryPolicy | None = None,
+    payload: bytes = b"",
     finished_query: str = FINISHED,
     timeout: float = 600,
 ) -> float:
@@ -66,7 +67,9 @@ async def closed_loop(
     channels = [channel(certs, "worker", target) for target in targets]
     try:
         stubs = [ws_grpc.WorkflowServiceStub(chan) for chan in channels]
-        request = ws.StartRunRequest(workflow=workflow, endpoint=endpoint, retry_policy=retry_policy)
+        request = ws.StartRunRequest(
+            workflow=workflow, endpoint=endpoint, retry_policy=retry_policy, payload=payload
+        )
         started = 0
 
         async def start_one(i: int) -> None:
@@ -103,13 +106,4 @@ async def failhook_level(
     bad = [state for state, _ in rows if state != 4]
     if bad or len(rows) != runs:
         raise SystemExit(f"bench3: {len(rows)} runs, {len(bad)} not SUCCEEDED (states {set(bad)})")
-    latency = summary_ms([us / 1000 for _, us in rows])
-    return {
-        "concurrency": concurrency,
-        "runs": runs,
-        "seconds": round(elapsed, 3),
-        "runs_per_s": round(runs / elapsed, 1),
-        "steps_per_s": round(3 * runs / elapsed, 1),
-        "latency_ms_p50": latency["p50_ms"],
-        "latency_ms_p99": latency["p99_ms"],
-    }
+    return level_figures(concurrency, runs, elapsed, [us / 1000 for _, us in rows])
