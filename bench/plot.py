@@ -1,4 +1,5 @@
-"""The PNG of a benchmark's results: steps/s against concurrency for failhook, the echo and DBOS."""
+"""The PNG of a benchmark's results: steps/s against concurrency for failhook, the echo, DBOS and
+the peers (Restate in each configuration, Temporal) when they ran."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ def plot(results: dict[str, Any], out: Path) -> None:
     """Draw one line per system and backend (log-scaled concurrency) into ``out``."""
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     levels: set[int] = set()
-    styles = {"failhook": "o-", "dbos": "s--", "echo": "^:"}
+    styles = {"failhook": "o-", "dbos": "s--", "echo": "^:", "restate": "D-.", "temporal": "v-."}
     for backend, figures in results["backends"].items():
         series = figures.get("throughput", {})
-        for system, label in (
-            ("failhook", f"failhook ({backend})"),
-            ("dbos", f"DBOS Transact ({backend})"),
-            ("echo", "mTLS echo, calls/s (one call per step)"),
-        ):
-            points = series.get(system)
+        lines: list[tuple[str, str, list[dict[str, Any]]]] = [
+            ("failhook", f"failhook ({backend})", series.get("failhook", [])),
+            ("dbos", f"DBOS Transact ({backend})", series.get("dbos", [])),
+            ("echo", "mTLS echo, calls/s (one call per step)", series.get("echo", [])),
+        ]
+        for partitions in sorted({str(p["partitions"]) for p in series.get("restate", [])}):
+            points = [p for p in series["restate"] if str(p["partitions"]) == partitions]
+            lines.append(("restate", f"Restate ({partitions} partitions)", points))
+        lines.append(("temporal", "Temporal dev server (tuned)", series.get("temporal", [])))
+        for system, label, points in lines:
             if not points or (system == "echo" and backend != "sqlite"):
                 continue
             key = "calls_per_s" if system == "echo" else "steps_per_s"
