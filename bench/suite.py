@@ -275,6 +275,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"PostgreSQL is not reachable at {args.pg_server}")
             else:
                 print(f"PostgreSQL not reachable at {args.pg_server}: SQLite only", flush=True)
+    if set(PEER_PHASES) & set(args.only) and "sqlite" not in backends:
+        print("the peers run next to failhook on SQLite only: not measured with --database", flush=True)
     if args.replicas > 1 and "postgresql" not in backends:
         raise SystemExit("several replicas need PostgreSQL: SQLite serves one orchestrator process")
     results: dict[str, Any] = {
