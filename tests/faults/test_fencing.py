@@ -51,7 +51,10 @@ async def test_a_replica_paused_past_its_lease_cannot_write_when_it_resumes(
                     ws.StartRunRequest(workflow="scripted", endpoint=endpoint, payload=payload)
                 )
             ).run.run_id
-        calls = lambda: sum(1 for a in recorder.attempts if a[0] == run_id)  # noqa: E731
+
+        def calls() -> int:
+            return sum(1 for a in recorder.attempts if a[0] == run_id)
+
         await recorder.until(lambda: calls() >= 3)
         paused.process.send_signal(signal.SIGSTOP)  # a step call is in flight on the paused replica
         stopped_at = calls()

@@ -65,6 +65,19 @@ def _one(spans: Sequence[ReadableSpan], name: str, kind: SpanKind | None = None)
     return [s for s in spans if s.name == name and (kind is None or s.kind == kind)]
 
 
+async def _until_ended(spans: InMemorySpanExporter, trace_id: str) -> list[ReadableSpan]:
+    """The trace's spans once every server span has ended (they end after their responses)."""
+    for _ in range(400):
+        tree = _of_trace(spans.get_finished_spans(), trace_id)
+        rpc_clients = [s for s in tree if s.kind == SpanKind.CLIENT and s.name.startswith("/failhook.v1.")]
+        client_ids = {s.context.span_id for s in rpc_clients if s.context is not None}
+        served = {_parent_id(s) for s in tree if s.kind == SpanKind.SERVER}
+        if client_ids and client_ids <= served and _one(tree, "failhook.failure_handler"):
+            return tree
+        await asyncio.sleep(0.01)
+    raise AssertionError("the trace's server spans never all ended")
+
+
 def _parent_id(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
@@ -80,8 +93,7 @@ async def test_span_tree_of_a_failing_run(
     assert len(run.trace_id) == 32
     entry = await harness.dead_letter(run.dead_letter_id)
     assert entry.trace_id == run.trace_id
-    await asyncio.sleep(0.2)  # the last server spans end after their responses
-    tree = _of_trace(spans.get_finished_spans(), run.trace_id)
+    tree = await _until_ended(spans, run.trace_id)
 
     (start_span,) = _one(tree, "/failhook.v1.WorkflowService/StartRun", SpanKind.SERVER)
     attempts = _one(tree, "failhook.step.attempt")

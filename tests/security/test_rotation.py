@@ -27,6 +27,15 @@ class Tally:
     calls: int = 0
     handshakes: int = 0
     failures: list[grpc.aio.AioRpcError] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def more_calls(self, count: int = 20, timeout: float = 20.0) -> None:
+        """Wait until ``count`` more calls have been made (the loops keep calling meanwhile)."""
+        target = self.calls + count
+        async with asyncio.timeout(timeout):
+            while self.calls < target:
+                self.changed.clear()
+                await self.changed.wait()
 
 
 async def _call_loop(
@@ -45,6 +54,7 @@ async def _call_loop(
                     assert await check(fresh) == SERVING
                 tally.calls += 1
                 tally.handshakes += 1
+                tally.changed.set()
             except grpc.aio.AioRpcError as err:
                 tally.failures.append(err)
 
@@ -92,13 +102,13 @@ async def test_rotation_to_a_certificate_of_the_same_ca_drops_no_call(
     stop, tally = asyncio.Event(), Tally()
     loops = [asyncio.create_task(_call_loop(port, worker, stop, tally)) for _ in range(4)]
     try:
-        await asyncio.sleep(0.3)
+        await tally.more_calls()
         # Certificate first, key later: handshakes in between must keep the old pair.
         write_atomic(files.cert, cert)
-        await asyncio.sleep(0.3)
+        await tally.more_calls()
         write_atomic(files.key, key)
         await _eventually(lambda: _succeeds(open_channel(port, worker, server_name=ROTATED_NAME)))
-        await asyncio.sleep(0.3)
+        await tally.more_calls()
     finally:
         stop.set()
         await asyncio.gather(*loops)
@@ -133,15 +143,15 @@ async def test_rotation_to_a_new_ca_through_a_ca_bundle_drops_no_call(
     stop, tally = asyncio.Event(), Tally()
     loops = [asyncio.create_task(_call_loop(port, both, stop, tally)) for _ in range(4)]
     try:
-        await asyncio.sleep(0.3)
+        await tally.more_calls()
         # Stage 1: the server trusts clients of both CAs.
         write_atomic(files.ca, old_ca + new_ca)
-        await asyncio.sleep(0.3)
+        await tally.more_calls()
         # Stage 2: the server presents a certificate of the new CA.
         write_atomic(files.key, server_key)
         write_atomic(files.cert, server_cert)
         await _eventually(lambda: _succeeds(open_channel(port, channel_credentials(new_worker))))
-        await asyncio.sleep(0.3)
+        await tally.more_calls()
     finally:
         stop.set()
         await asyncio.gather(*loops)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from .limits import (
     DEFAULT_MAX_STEP_OUTPUT_BYTES,
-    MAX_DELAY_US,
+    MAX_RETRY_AFTER_US,
+    MAX_SLEEP_US,
     MAX_STEP_NAME_CHARS,
     clean_text,
     step_name_problem,
@@ -23,8 +24,6 @@ from .states import RunState, move
 
 __all__ = ["Next", "StepDecision", "apply_outcome", "history_mismatch"]
 
-#: Longest sleep a workflow may ask for (365 days), in microseconds.
-MAX_SLEEP_US = MAX_DELAY_US
 #: Status codes of the failures the orchestrator records for a bad answer.
 _FAILED_PRECONDITION = 9
 _RESOURCE_EXHAUSTED = 8
@@ -132,7 +131,7 @@ def _on_error(run: Run, error: StepErrored, start: int, end: int, rng: random.Ra
     if not policy.allows_another_attempt(number):
         return _fail(run, error, start, end, FailureReason.ATTEMPTS_EXHAUSTED)
     if error.retry_after_us is not None:
-        delay_us = min(MAX_DELAY_US, max(0, error.retry_after_us))
+        delay_us = min(MAX_RETRY_AFTER_US, max(0, error.retry_after_us))
     else:
         delay_us = int(policy.backoff(number, rng) * 1_000_000)
     run.pending_attempts.append(_attempt(number, error, start, end, retryable=True, delay_us=delay_us))

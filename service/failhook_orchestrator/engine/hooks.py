@@ -24,13 +24,12 @@ from failhook_orchestrator.telemetry import Metrics, run_context
 
 from .clock import Clock
 from .leases import LeaseKeeper
-from .limits import clean_text
+from .limits import clean_text, code_name
 from .model import DeadLetterRecord, HookAttempt, HookOutcome, HookState, Run, StepRecord
 from .outcomes import HookCallResult
 from .policy import RetryPolicy
 from .ports import Dispatcher, RunStore
 from .states import RunState, move
-from .status_codes import code_name
 from .timers import TimerQueue
 
 __all__ = ["HookDelivery", "TimerKey"]
@@ -98,8 +97,12 @@ class HookDelivery:
         """Tell whether this process has the entry's next attempt armed."""
         return ("hook", dead_letter_id) in self._timers
 
-    async def attempt(self, record: DeadLetterRecord) -> None:
-        """Make the next delivery attempt, persist it, and arm the next one or finish."""
+    async def attempt(self, record: DeadLetterRecord) -> bool:
+        """Make the next delivery attempt and persist it; True when another attempt is due.
+
+        The caller arms the next attempt (:meth:`schedule`) once this one is over, so that its
+        timer never fires while this attempt's task still counts as delivering the entry.
+        """
         hook, run = record.hook, record.run
         number = hook.attempts + 1
         with self._telemetry.attempt_span(record, number) as span:
@@ -114,11 +117,10 @@ class HookDelivery:
             run.update_time = ended
         if not await self._store.record_hook_attempt(record, self._leases.owner, self._leases.lease_until()):
             log.warning("lost the hook lease of %s to another replica; dropping it", record.dead_letter_id)
-            return
+            return False
         if final:
             self._telemetry.finished(record)
-        else:
-            self.schedule(record)
+        return not final
 
     def _apply(
         self, hook: HookOutcome, result: HookCallResult, number: int, started: int, ended: int

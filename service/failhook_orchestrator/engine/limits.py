@@ -33,10 +33,11 @@ __all__ = [
     "MAX_ATTEMPTS",
     "MAX_ATTEMPT_TIMEOUT_SECONDS",
     "MAX_BACKOFF_SECONDS",
-    "MAX_DELAY_US",
     "MAX_DURATION_SECONDS",
     "MAX_RETRY_AFTER_SECONDS",
+    "MAX_RETRY_AFTER_US",
     "MAX_SLEEP_SECONDS",
+    "MAX_SLEEP_US",
     "MAX_STEP_NAME_CHARS",
     "MAX_TEXT_CHARS",
     "MAX_TIME_US",
@@ -164,8 +165,9 @@ MAX_STEP_NAME_CHARS = 256
 MAX_TEXT_CHARS = 4096
 #: Largest output of one step (or of the run) by default: 1 MiB, like the payload.
 DEFAULT_MAX_STEP_OUTPUT_BYTES = 1024 * 1024
-#: Longest delay a worker may ask for (a sleep or a retry-after): 365 days, in microseconds.
-MAX_DELAY_US = 365 * 24 * 3600 * 1_000_000
+#: The bounds above on what a worker asks for, in microseconds: a sleep, a retry-after.
+MAX_SLEEP_US = int(MAX_SLEEP_SECONDS * 1_000_000)
+MAX_RETRY_AFTER_US = int(MAX_RETRY_AFTER_SECONDS * 1_000_000)
 
 _ELLIPSIS = "…"
 

@@ -205,13 +205,13 @@ class Runtime:
         if kind == "run":
             await self.driver.fire(ident, item if isinstance(item, Run) else None)
         elif isinstance(item, DeadLetterRecord) and ident not in self._hook_tasks and not self._stopping:
-            task = self._spawn(self._deliver(item), f"failhook-hook-{ident}")
-            self._hook_tasks[ident] = task
-            task.add_done_callback(lambda _t: self._hook_tasks.pop(ident, None))
+            self._hook_tasks[ident] = self._spawn(self._deliver(item), f"failhook-hook-{ident}")
 
     async def _deliver(self, record: DeadLetterRecord) -> None:
+        """One attempt in its own task; the next one is armed after the task left the set."""
+        again = False
         try:
-            await self.hooks.attempt(record)
+            again = await self.hooks.attempt(record)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -219,6 +219,10 @@ class Runtime:
             log.exception("delivering the hook of %s failed; trying again", record.dead_letter_id)
             self.metrics.loop_errors.add(1, {"loop": "failhook-hooks"})
             record.hook.next_attempt_time = self.clock.now_us() + 1_000_000
+            again = True
+        finally:
+            self._hook_tasks.pop(record.dead_letter_id, None)
+        if again and not self._stopping:
             self.hooks.schedule(record)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

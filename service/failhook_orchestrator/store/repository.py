@@ -473,10 +473,12 @@ class SqlRunStore:
             async with self._engine.connect() as conn:
                 yield conn
         except (OSError, InterfaceError) as exc:
-            raise StoreUnavailableError(f"the database cannot be read now: {exc}") from exc
+            log.warning("a read failed: the database is unreachable (%s)", type(exc).__name__)
+            raise StoreUnavailableError("the database cannot be read now; retry later") from exc
         except DBAPIError as exc:
             if is_transient(exc, self._dialect):
-                raise StoreUnavailableError(f"the database cannot be read now: {exc.orig}") from exc
+                log.warning("a read failed: the database is unreachable (%s)", type(exc.orig).__name__)
+                raise StoreUnavailableError("the database cannot be read now; retry later") from exc
             raise
 
     async def _insert_run(self, conn: AsyncConnection, run: Run, lease_owner: str, lease_until: int) -> bool:

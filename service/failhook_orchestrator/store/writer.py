@@ -265,7 +265,9 @@ def is_transient(exc: DBAPIError, dialect: Dialect) -> bool:
 
 
 def _unavailable(lost: _Lost) -> StoreUnavailableError:
-    return StoreUnavailableError(f"the database cannot be written now: {lost}")
+    """The error callers get: generic (the cause, logged here, may quote a statement)."""
+    log.warning("writes failed: the database stayed unreachable (%s)", lost)
+    return StoreUnavailableError("the database cannot be written now; retry later")
 
 
 def _cause(exc: BaseException) -> str:
