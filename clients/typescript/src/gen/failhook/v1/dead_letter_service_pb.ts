@@ -4,17 +4,17 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { RetryPolicy, StepFailure, WorkflowRun } from "./run_pb.js";
+import type { RetryPolicy, RunView, StepFailure, WorkflowRun } from "./run_pb.js";
 import { file_failhook_v1_run } from "./run_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file failhook/v1/dead_letter_service.proto.
  */
 export const file_failhook_v1_dead_letter_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVmYWlsaG9vay92MS9kZWFkX2xldHRlcl9zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSLrAQoSRmFpbHVyZUhvb2tPdXRjb21lEiUKBXN0YXRlGAEgASgOMhYuZmFpbGhvb2sudjEuSG9va1N0YXRlEhAKCGF0dGVtcHRzGAIgASgFEhIKCmxhc3RfZXJyb3IYAyABKAkSDgoGcmVzdWx0GAQgASgJEg4KBnRhcmdldBgFIAEoCRIYChBsYXN0X3N0YXR1c19jb2RlGAYgASgFEjUKEWxhc3RfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAki7QEKCkRlYWRMZXR0ZXISFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkSJQoDcnVuGAIgASgLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4SKQoHZmFpbHVyZRgDIAEoCzIYLmZhaWxob29rLnYxLlN0ZXBGYWlsdXJlEi0KBGhvb2sYBCABKAsyHy5mYWlsaG9vay52MS5GYWlsdXJlSG9va091dGNvbWUSNAoQZGVhZF9sZXR0ZXJfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYBiABKAki7QEKEERlYWRMZXR0ZXJGaWx0ZXISEAoId29ya2Zsb3cYASADKAkSEwoLZmFpbGVkX3N0ZXAYAiADKAkSKgoKaG9va19zdGF0ZRgDIAMoDjIWLmZhaWxob29rLnYxLkhvb2tTdGF0ZRITCgtmYWlsX3N0YXR1cxgEIAMoBRI3ChNkZWFkX2xldHRlcmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRkZWFkX2xldHRlcmVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimgIKFkxpc3REZWFkTGV0dGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSEAoId29ya2Zsb3cYAyADKAkSEwoLZmFpbGVkX3N0ZXAYBCADKAkSKgoKaG9va19zdGF0ZRgFIAMoDjIWLmZhaWxob29rLnYxLkhvb2tTdGF0ZRITCgtmYWlsX3N0YXR1cxgGIAMoBRI3ChNkZWFkX2xldHRlcmVkX2FmdGVyGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI4ChRkZWFkX2xldHRlcmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoXTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2USLQoMZGVhZF9sZXR0ZXJzGAEgAygLMhcuZmFpbGhvb2sudjEuRGVhZExldHRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLgoUR2V0RGVhZExldHRlclJlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkiRQoVR2V0RGVhZExldHRlclJlc3BvbnNlEiwKC2RlYWRfbGV0dGVyGAEgASgLMhcuZmFpbGhvb2sudjEuRGVhZExldHRlciIrChFSZXN0YXJ0UnVuUmVxdWVzdBIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCSI7ChJSZXN0YXJ0UnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4iggIKEFJlc3VtZVJ1blJlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkSFAoHcGF5bG9hZBgCIAEoDEgAiAEBEjsKB2hlYWRlcnMYAyADKAsyKi5mYWlsaG9vay52MS5SZXN1bWVSdW5SZXF1ZXN0LkhlYWRlcnNFbnRyeRIXCg9yZXBsYWNlX2hlYWRlcnMYBCABKAgSLgoMcmV0cnlfcG9saWN5GAUgASgLMhguZmFpbGhvb2sudjEuUmV0cnlQb2xpY3kaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX3BheWxvYWQiOgoRUmVzdW1lUnVuUmVzcG9uc2USJQoDcnVuGAEgASgLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4iMQoXUmV0cnlGYWlsdXJlSG9va1JlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkiSAoYUmV0cnlGYWlsdXJlSG9va1Jlc3BvbnNlEiwKC2RlYWRfbGV0dGVyGAEgASgLMhcuZmFpbGhvb2sudjEuRGVhZExldHRlciJIChdEZWxldGVEZWFkTGV0dGVyUmVxdWVzdBIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCRIVCg1hbGxvd19taXNzaW5nGAIgASgIIisKGERlbGV0ZURlYWRMZXR0ZXJSZXNwb25zZRIPCgdkZWxldGVkGAEgASgIImMKFkJ1bGtSZXN0YXJ0UnVuc1JlcXVlc3QSLQoGZmlsdGVyGAEgASgLMh0uZmFpbGhvb2sudjEuRGVhZExldHRlckZpbHRlchILCgNhbGwYAiABKAgSDQoFbGltaXQYAyABKAUiPQoXQnVsa1Jlc3RhcnRSdW5zUmVzcG9uc2USDwoHcnVuX2lkcxgBIAMoCRIRCglyZW1haW5pbmcYAiABKAMiYgoVQnVsa1Jlc3VtZVJ1bnNSZXF1ZXN0Ei0KBmZpbHRlchgBIAEoCzIdLmZhaWxob29rLnYxLkRlYWRMZXR0ZXJGaWx0ZXISCwoDYWxsGAIgASgIEg0KBWxpbWl0GAMgASgFIjwKFkJ1bGtSZXN1bWVSdW5zUmVzcG9uc2USDwoHcnVuX2lkcxgBIAMoCRIRCglyZW1haW5pbmcYAiABKAMiaQocQnVsa0RlbGV0ZURlYWRMZXR0ZXJzUmVxdWVzdBItCgZmaWx0ZXIYASABKAsyHS5mYWlsaG9vay52MS5EZWFkTGV0dGVyRmlsdGVyEgsKA2FsbBgCIAEoCBINCgVsaW1pdBgDIAEoBSJJCh1CdWxrRGVsZXRlRGVhZExldHRlcnNSZXNwb25zZRIVCg1kZWxldGVkX2NvdW50GAEgASgDEhEKCXJlbWFpbmluZxgCIAEoAypwCglIb29rU3RhdGUSGgoWSE9PS19TVEFURV9VTlNQRUNJRklFRBAAEhYKEkhPT0tfU1RBVEVfUEVORElORxABEhgKFEhPT0tfU1RBVEVfU1VDQ0VFREVEEAISFQoRSE9PS19TVEFURV9GQUlMRUQQAzLeBgoRRGVhZExldHRlclNlcnZpY2USYQoPTGlzdERlYWRMZXR0ZXJzEiMuZmFpbGhvb2sudjEuTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBokLmZhaWxob29rLnYxLkxpc3REZWFkTGV0dGVyc1Jlc3BvbnNlIgOQAgESWwoNR2V0RGVhZExldHRlchIhLmZhaWxob29rLnYxLkdldERlYWRMZXR0ZXJSZXF1ZXN0GiIuZmFpbGhvb2sudjEuR2V0RGVhZExldHRlclJlc3BvbnNlIgOQAgESTQoKUmVzdGFydFJ1bhIeLmZhaWxob29rLnYxLlJlc3RhcnRSdW5SZXF1ZXN0Gh8uZmFpbGhvb2sudjEuUmVzdGFydFJ1blJlc3BvbnNlEkoKCVJlc3VtZVJ1bhIdLmZhaWxob29rLnYxLlJlc3VtZVJ1blJlcXVlc3QaHi5mYWlsaG9vay52MS5SZXN1bWVSdW5SZXNwb25zZRJfChBSZXRyeUZhaWx1cmVIb29rEiQuZmFpbGhvb2sudjEuUmV0cnlGYWlsdXJlSG9va1JlcXVlc3QaJS5mYWlsaG9vay52MS5SZXRyeUZhaWx1cmVIb29rUmVzcG9uc2USZAoQRGVsZXRlRGVhZExldHRlchIkLmZhaWxob29rLnYxLkRlbGV0ZURlYWRMZXR0ZXJSZXF1ZXN0GiUuZmFpbGhvb2sudjEuRGVsZXRlRGVhZExldHRlclJlc3BvbnNlIgOQAgISXAoPQnVsa1Jlc3RhcnRSdW5zEiMuZmFpbGhvb2sudjEuQnVsa1Jlc3RhcnRSdW5zUmVxdWVzdBokLmZhaWxob29rLnYxLkJ1bGtSZXN0YXJ0UnVuc1Jlc3BvbnNlElkKDkJ1bGtSZXN1bWVSdW5zEiIuZmFpbGhvb2sudjEuQnVsa1Jlc3VtZVJ1bnNSZXF1ZXN0GiMuZmFpbGhvb2sudjEuQnVsa1Jlc3VtZVJ1bnNSZXNwb25zZRJuChVCdWxrRGVsZXRlRGVhZExldHRlcnMSKS5mYWlsaG9vay52MS5CdWxrRGVsZXRlRGVhZExldHRlcnNSZXF1ZXN0GiouZmFpbGhvb2sudjEuQnVsa0RlbGV0ZURlYWRMZXR0ZXJzUmVzcG9uc2ViBnByb3RvMw", [file_failhook_v1_run, file_google_protobuf_timestamp]);
+  fileDesc("CiVmYWlsaG9vay92MS9kZWFkX2xldHRlcl9zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSLdAgoSRmFpbHVyZUhvb2tPdXRjb21lEiUKBXN0YXRlGAEgASgOMhYuZmFpbGhvb2sudjEuSG9va1N0YXRlEhAKCGF0dGVtcHRzGAIgASgFEhIKCmxhc3RfZXJyb3IYAyABKAkSDgoGcmVzdWx0GAQgASgJEg4KBnRhcmdldBgFIAEoCRIYChBsYXN0X3N0YXR1c19jb2RlGAYgASgFEjUKEWxhc3RfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAkSOQoPYXR0ZW1wdF9oaXN0b3J5GAkgAygLMiAuZmFpbGhvb2sudjEuSG9va0RlbGl2ZXJ5QXR0ZW1wdBI1ChFuZXh0X2F0dGVtcHRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipwEKE0hvb2tEZWxpdmVyeUF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtzdGF0dXNfY29kZRgEIAEoBRINCgVlcnJvchgFIAEoCSLtAQoKRGVhZExldHRlchIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCRIlCgNydW4YAiABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1bhIpCgdmYWlsdXJlGAMgASgLMhguZmFpbGhvb2sudjEuU3RlcEZhaWx1cmUSLQoEaG9vaxgEIAEoCzIfLmZhaWxob29rLnYxLkZhaWx1cmVIb29rT3V0Y29tZRI0ChBkZWFkX2xldHRlcl90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCgh0cmFjZV9pZBgGIAEoCSLtAQoQRGVhZExldHRlckZpbHRlchIQCgh3b3JrZmxvdxgBIAMoCRITCgtmYWlsZWRfc3RlcBgCIAMoCRIqCgpob29rX3N0YXRlGAMgAygOMhYuZmFpbGhvb2sudjEuSG9va1N0YXRlEhMKC2ZhaWxfc3RhdHVzGAQgAygFEjcKE2RlYWRfbGV0dGVyZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjgKFGRlYWRfbGV0dGVyZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK+AgoWTGlzdERlYWRMZXR0ZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIQCgh3b3JrZmxvdxgDIAMoCRITCgtmYWlsZWRfc3RlcBgEIAMoCRIqCgpob29rX3N0YXRlGAUgAygOMhYuZmFpbGhvb2sudjEuSG9va1N0YXRlEhMKC2ZhaWxfc3RhdHVzGAYgAygFEjcKE2RlYWRfbGV0dGVyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjgKFGRlYWRfbGV0dGVyZWRfYmVmb3JlGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgR2aWV3GAkgASgOMhQuZmFpbGhvb2sudjEuUnVuVmlldyJhChdMaXN0RGVhZExldHRlcnNSZXNwb25zZRItCgxkZWFkX2xldHRlcnMYASADKAsyFy5mYWlsaG9vay52MS5EZWFkTGV0dGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIuChRHZXREZWFkTGV0dGVyUmVxdWVzdBIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCSJFChVHZXREZWFkTGV0dGVyUmVzcG9uc2USLAoLZGVhZF9sZXR0ZXIYASABKAsyFy5mYWlsaG9vay52MS5EZWFkTGV0dGVyIisKEVJlc3RhcnRSdW5SZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJIjsKElJlc3RhcnRSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1biKCAgoQUmVzdW1lUnVuUmVxdWVzdBIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCRIUCgdwYXlsb2FkGAIgASgMSACIAQESOwoHaGVhZGVycxgDIAMoCzIqLmZhaWxob29rLnYxLlJlc3VtZVJ1blJlcXVlc3QuSGVhZGVyc0VudHJ5EhcKD3JlcGxhY2VfaGVhZGVycxgEIAEoCBIuCgxyZXRyeV9wb2xpY3kYBSABKAsyGC5mYWlsaG9vay52MS5SZXRyeVBvbGljeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfcGF5bG9hZCI6ChFSZXN1bWVSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1biIxChdSZXRyeUZhaWx1cmVIb29rUmVxdWVzdBIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCSJIChhSZXRyeUZhaWx1cmVIb29rUmVzcG9uc2USLAoLZGVhZF9sZXR0ZXIYASABKAsyFy5mYWlsaG9vay52MS5EZWFkTGV0dGVyIkgKF0RlbGV0ZURlYWRMZXR0ZXJSZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJEhUKDWFsbG93X21pc3NpbmcYAiABKAgiKwoYRGVsZXRlRGVhZExldHRlclJlc3BvbnNlEg8KB2RlbGV0ZWQYASABKAgiYwoWQnVsa1Jlc3RhcnRSdW5zUmVxdWVzdBItCgZmaWx0ZXIYASABKAsyHS5mYWlsaG9vay52MS5EZWFkTGV0dGVyRmlsdGVyEgsKA2FsbBgCIAEoCBINCgVsaW1pdBgDIAEoBSI9ChdCdWxrUmVzdGFydFJ1bnNSZXNwb25zZRIPCgdydW5faWRzGAEgAygJEhEKCXJlbWFpbmluZxgCIAEoAyJiChVCdWxrUmVzdW1lUnVuc1JlcXVlc3QSLQoGZmlsdGVyGAEgASgLMh0uZmFpbGhvb2sudjEuRGVhZExldHRlckZpbHRlchILCgNhbGwYAiABKAgSDQoFbGltaXQYAyABKAUiPAoWQnVsa1Jlc3VtZVJ1bnNSZXNwb25zZRIPCgdydW5faWRzGAEgAygJEhEKCXJlbWFpbmluZxgCIAEoAyJpChxCdWxrRGVsZXRlRGVhZExldHRlcnNSZXF1ZXN0Ei0KBmZpbHRlchgBIAEoCzIdLmZhaWxob29rLnYxLkRlYWRMZXR0ZXJGaWx0ZXISCwoDYWxsGAIgASgIEg0KBWxpbWl0GAMgASgFIkkKHUJ1bGtEZWxldGVEZWFkTGV0dGVyc1Jlc3BvbnNlEhUKDWRlbGV0ZWRfY291bnQYASABKAMSEQoJcmVtYWluaW5nGAIgASgDKnAKCUhvb2tTdGF0ZRIaChZIT09LX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSSE9PS19TVEFURV9QRU5ESU5HEAESGAoUSE9PS19TVEFURV9TVUNDRUVERUQQAhIVChFIT09LX1NUQVRFX0ZBSUxFRBADMt4GChFEZWFkTGV0dGVyU2VydmljZRJhCg9MaXN0RGVhZExldHRlcnMSIy5mYWlsaG9vay52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiQuZmFpbGhvb2sudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2UiA5ACARJbCg1HZXREZWFkTGV0dGVyEiEuZmFpbGhvb2sudjEuR2V0RGVhZExldHRlclJlcXVlc3QaIi5mYWlsaG9vay52MS5HZXREZWFkTGV0dGVyUmVzcG9uc2UiA5ACARJNCgpSZXN0YXJ0UnVuEh4uZmFpbGhvb2sudjEuUmVzdGFydFJ1blJlcXVlc3QaHy5mYWlsaG9vay52MS5SZXN0YXJ0UnVuUmVzcG9uc2USSgoJUmVzdW1lUnVuEh0uZmFpbGhvb2sudjEuUmVzdW1lUnVuUmVxdWVzdBoeLmZhaWxob29rLnYxLlJlc3VtZVJ1blJlc3BvbnNlEl8KEFJldHJ5RmFpbHVyZUhvb2sSJC5mYWlsaG9vay52MS5SZXRyeUZhaWx1cmVIb29rUmVxdWVzdBolLmZhaWxob29rLnYxLlJldHJ5RmFpbHVyZUhvb2tSZXNwb25zZRJkChBEZWxldGVEZWFkTGV0dGVyEiQuZmFpbGhvb2sudjEuRGVsZXRlRGVhZExldHRlclJlcXVlc3QaJS5mYWlsaG9vay52MS5EZWxldGVEZWFkTGV0dGVyUmVzcG9uc2UiA5ACAhJcCg9CdWxrUmVzdGFydFJ1bnMSIy5mYWlsaG9vay52MS5CdWxrUmVzdGFydFJ1bnNSZXF1ZXN0GiQuZmFpbGhvb2sudjEuQnVsa1Jlc3RhcnRSdW5zUmVzcG9uc2USWQoOQnVsa1Jlc3VtZVJ1bnMSIi5mYWlsaG9vay52MS5CdWxrUmVzdW1lUnVuc1JlcXVlc3QaIy5mYWlsaG9vay52MS5CdWxrUmVzdW1lUnVuc1Jlc3BvbnNlEm4KFUJ1bGtEZWxldGVEZWFkTGV0dGVycxIpLmZhaWxob29rLnYxLkJ1bGtEZWxldGVEZWFkTGV0dGVyc1JlcXVlc3QaKi5mYWlsaG9vay52MS5CdWxrRGVsZXRlRGVhZExldHRlcnNSZXNwb25zZWIGcHJvdG8z", [file_failhook_v1_run, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * FailureHookOutcome records the delivery of a run's failure hook.
@@ -77,6 +77,21 @@ export type FailureHookOutcome = Message<"failhook.v1.FailureHookOutcome"> & {
    * @generated from field: string idempotency_key = 8;
    */
   idempotencyKey: string;
+
+  /**
+   * attempt_history lists every delivery attempt, oldest first (left out of listings that ask
+   * for no details).
+   *
+   * @generated from field: repeated failhook.v1.HookDeliveryAttempt attempt_history = 9;
+   */
+  attemptHistory: HookDeliveryAttempt[];
+
+  /**
+   * next_attempt_time is when the next delivery attempt is due, while the state is PENDING.
+   *
+   * @generated from field: google.protobuf.Timestamp next_attempt_time = 10;
+   */
+  nextAttemptTime?: Timestamp | undefined;
 };
 
 /**
@@ -85,6 +100,55 @@ export type FailureHookOutcome = Message<"failhook.v1.FailureHookOutcome"> & {
  */
 export const FailureHookOutcomeSchema: GenMessage<FailureHookOutcome> = /*@__PURE__*/
   messageDesc(file_failhook_v1_dead_letter_service, 0);
+
+/**
+ * HookDeliveryAttempt is one attempt to deliver a run's failure hook, as stored on its entry.
+ *
+ * @generated from message failhook.v1.HookDeliveryAttempt
+ */
+export type HookDeliveryAttempt = Message<"failhook.v1.HookDeliveryAttempt"> & {
+  /**
+   * attempt is the attempt's number: 1 for the first, counting on across RetryFailureHook.
+   *
+   * @generated from field: int32 attempt = 1;
+   */
+  attempt: number;
+
+  /**
+   * start_time is when the attempt's call started.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * duration is how long the call took.
+   *
+   * @generated from field: google.protobuf.Duration duration = 3;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * status_code is the gRPC status code the call ended with (0 = OK).
+   *
+   * @generated from field: int32 status_code = 4;
+   */
+  statusCode: number;
+
+  /**
+   * error describes a failed attempt (status code name and message); empty when it succeeded.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message failhook.v1.HookDeliveryAttempt.
+ * Use `create(HookDeliveryAttemptSchema)` to create a new message.
+ */
+export const HookDeliveryAttemptSchema: GenMessage<HookDeliveryAttempt> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 1);
 
 /**
  * DeadLetter is a failed run in the dead-letter queue, with the failure and the hook's outcome.
@@ -101,7 +165,8 @@ export type DeadLetter = Message<"failhook.v1.DeadLetter"> & {
   deadLetterId: string;
 
   /**
-   * run is the failed run (RUN_STATE_DEAD_LETTERED), with its steps and attempt history.
+   * run is the failed run, with its steps and attempt history: RUN_STATE_FAILED while its hook is
+   * PENDING for the first time, RUN_STATE_DEAD_LETTERED once the hook has an outcome.
    *
    * @generated from field: failhook.v1.WorkflowRun run = 2;
    */
@@ -141,7 +206,7 @@ export type DeadLetter = Message<"failhook.v1.DeadLetter"> & {
  * Use `create(DeadLetterSchema)` to create a new message.
  */
 export const DeadLetterSchema: GenMessage<DeadLetter> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 1);
+  messageDesc(file_failhook_v1_dead_letter_service, 2);
 
 /**
  * DeadLetterFilter selects dead letters. Filters are ANDed across fields and ORed within a
@@ -198,7 +263,7 @@ export type DeadLetterFilter = Message<"failhook.v1.DeadLetterFilter"> & {
  * Use `create(DeadLetterFilterSchema)` to create a new message.
  */
 export const DeadLetterFilterSchema: GenMessage<DeadLetterFilter> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 2);
+  messageDesc(file_failhook_v1_dead_letter_service, 3);
 
 /**
  * ListDeadLettersRequest lists entries. Filters are ANDed across fields and ORed within a
@@ -264,6 +329,15 @@ export type ListDeadLettersRequest = Message<"failhook.v1.ListDeadLettersRequest
    * @generated from field: google.protobuf.Timestamp dead_lettered_before = 8;
    */
   deadLetteredBefore?: Timestamp | undefined;
+
+  /**
+   * view chooses how much of each entry's run and failure is returned; unset means
+   * RUN_VIEW_BASIC. A page holds at most about 2 MiB of entries: when the next entry would pass
+   * that, the page ends early with a `next_page_token`.
+   *
+   * @generated from field: failhook.v1.RunView view = 9;
+   */
+  view: RunView;
 };
 
 /**
@@ -271,7 +345,7 @@ export type ListDeadLettersRequest = Message<"failhook.v1.ListDeadLettersRequest
  * Use `create(ListDeadLettersRequestSchema)` to create a new message.
  */
 export const ListDeadLettersRequestSchema: GenMessage<ListDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 3);
+  messageDesc(file_failhook_v1_dead_letter_service, 4);
 
 /**
  * ListDeadLettersResponse is one page of entries.
@@ -300,7 +374,7 @@ export type ListDeadLettersResponse = Message<"failhook.v1.ListDeadLettersRespon
  * Use `create(ListDeadLettersResponseSchema)` to create a new message.
  */
 export const ListDeadLettersResponseSchema: GenMessage<ListDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 4);
+  messageDesc(file_failhook_v1_dead_letter_service, 5);
 
 /**
  * GetDeadLetterRequest names an entry.
@@ -321,7 +395,7 @@ export type GetDeadLetterRequest = Message<"failhook.v1.GetDeadLetterRequest"> &
  * Use `create(GetDeadLetterRequestSchema)` to create a new message.
  */
 export const GetDeadLetterRequestSchema: GenMessage<GetDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 5);
+  messageDesc(file_failhook_v1_dead_letter_service, 6);
 
 /**
  * GetDeadLetterResponse returns an entry.
@@ -342,7 +416,7 @@ export type GetDeadLetterResponse = Message<"failhook.v1.GetDeadLetterResponse">
  * Use `create(GetDeadLetterResponseSchema)` to create a new message.
  */
 export const GetDeadLetterResponseSchema: GenMessage<GetDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 6);
+  messageDesc(file_failhook_v1_dead_letter_service, 7);
 
 /**
  * RestartRunRequest names the entry to restart.
@@ -363,7 +437,7 @@ export type RestartRunRequest = Message<"failhook.v1.RestartRunRequest"> & {
  * Use `create(RestartRunRequestSchema)` to create a new message.
  */
 export const RestartRunRequestSchema: GenMessage<RestartRunRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 7);
+  messageDesc(file_failhook_v1_dead_letter_service, 8);
 
 /**
  * RestartRunResponse returns the new run.
@@ -384,7 +458,7 @@ export type RestartRunResponse = Message<"failhook.v1.RestartRunResponse"> & {
  * Use `create(RestartRunResponseSchema)` to create a new message.
  */
 export const RestartRunResponseSchema: GenMessage<RestartRunResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 8);
+  messageDesc(file_failhook_v1_dead_letter_service, 9);
 
 /**
  * ResumeRunRequest names the entry to resume and what to change.
@@ -433,7 +507,7 @@ export type ResumeRunRequest = Message<"failhook.v1.ResumeRunRequest"> & {
  * Use `create(ResumeRunRequestSchema)` to create a new message.
  */
 export const ResumeRunRequestSchema: GenMessage<ResumeRunRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 9);
+  messageDesc(file_failhook_v1_dead_letter_service, 10);
 
 /**
  * ResumeRunResponse returns the new run.
@@ -454,7 +528,7 @@ export type ResumeRunResponse = Message<"failhook.v1.ResumeRunResponse"> & {
  * Use `create(ResumeRunResponseSchema)` to create a new message.
  */
 export const ResumeRunResponseSchema: GenMessage<ResumeRunResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 10);
+  messageDesc(file_failhook_v1_dead_letter_service, 11);
 
 /**
  * RetryFailureHookRequest names the entry whose hook to deliver again.
@@ -475,7 +549,7 @@ export type RetryFailureHookRequest = Message<"failhook.v1.RetryFailureHookReque
  * Use `create(RetryFailureHookRequestSchema)` to create a new message.
  */
 export const RetryFailureHookRequestSchema: GenMessage<RetryFailureHookRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 11);
+  messageDesc(file_failhook_v1_dead_letter_service, 12);
 
 /**
  * RetryFailureHookResponse returns the entry with its hook pending again.
@@ -496,7 +570,7 @@ export type RetryFailureHookResponse = Message<"failhook.v1.RetryFailureHookResp
  * Use `create(RetryFailureHookResponseSchema)` to create a new message.
  */
 export const RetryFailureHookResponseSchema: GenMessage<RetryFailureHookResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 12);
+  messageDesc(file_failhook_v1_dead_letter_service, 13);
 
 /**
  * DeleteDeadLetterRequest names the entry to delete.
@@ -524,7 +598,7 @@ export type DeleteDeadLetterRequest = Message<"failhook.v1.DeleteDeadLetterReque
  * Use `create(DeleteDeadLetterRequestSchema)` to create a new message.
  */
 export const DeleteDeadLetterRequestSchema: GenMessage<DeleteDeadLetterRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 13);
+  messageDesc(file_failhook_v1_dead_letter_service, 14);
 
 /**
  * DeleteDeadLetterResponse confirms a deletion.
@@ -545,7 +619,7 @@ export type DeleteDeadLetterResponse = Message<"failhook.v1.DeleteDeadLetterResp
  * Use `create(DeleteDeadLetterResponseSchema)` to create a new message.
  */
 export const DeleteDeadLetterResponseSchema: GenMessage<DeleteDeadLetterResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 14);
+  messageDesc(file_failhook_v1_dead_letter_service, 15);
 
 /**
  * BulkRestartRunsRequest selects entries to restart.
@@ -580,7 +654,7 @@ export type BulkRestartRunsRequest = Message<"failhook.v1.BulkRestartRunsRequest
  * Use `create(BulkRestartRunsRequestSchema)` to create a new message.
  */
 export const BulkRestartRunsRequestSchema: GenMessage<BulkRestartRunsRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 15);
+  messageDesc(file_failhook_v1_dead_letter_service, 16);
 
 /**
  * BulkRestartRunsResponse reports a bulk restart.
@@ -608,7 +682,7 @@ export type BulkRestartRunsResponse = Message<"failhook.v1.BulkRestartRunsRespon
  * Use `create(BulkRestartRunsResponseSchema)` to create a new message.
  */
 export const BulkRestartRunsResponseSchema: GenMessage<BulkRestartRunsResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 16);
+  messageDesc(file_failhook_v1_dead_letter_service, 17);
 
 /**
  * BulkResumeRunsRequest selects entries to resume.
@@ -643,7 +717,7 @@ export type BulkResumeRunsRequest = Message<"failhook.v1.BulkResumeRunsRequest">
  * Use `create(BulkResumeRunsRequestSchema)` to create a new message.
  */
 export const BulkResumeRunsRequestSchema: GenMessage<BulkResumeRunsRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 17);
+  messageDesc(file_failhook_v1_dead_letter_service, 18);
 
 /**
  * BulkResumeRunsResponse reports a bulk resume.
@@ -671,7 +745,7 @@ export type BulkResumeRunsResponse = Message<"failhook.v1.BulkResumeRunsResponse
  * Use `create(BulkResumeRunsResponseSchema)` to create a new message.
  */
 export const BulkResumeRunsResponseSchema: GenMessage<BulkResumeRunsResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 18);
+  messageDesc(file_failhook_v1_dead_letter_service, 19);
 
 /**
  * BulkDeleteDeadLettersRequest selects entries to delete.
@@ -706,7 +780,7 @@ export type BulkDeleteDeadLettersRequest = Message<"failhook.v1.BulkDeleteDeadLe
  * Use `create(BulkDeleteDeadLettersRequestSchema)` to create a new message.
  */
 export const BulkDeleteDeadLettersRequestSchema: GenMessage<BulkDeleteDeadLettersRequest> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 19);
+  messageDesc(file_failhook_v1_dead_letter_service, 20);
 
 /**
  * BulkDeleteDeadLettersResponse reports a bulk delete.
@@ -734,7 +808,7 @@ export type BulkDeleteDeadLettersResponse = Message<"failhook.v1.BulkDeleteDeadL
  * Use `create(BulkDeleteDeadLettersResponseSchema)` to create a new message.
  */
 export const BulkDeleteDeadLettersResponseSchema: GenMessage<BulkDeleteDeadLettersResponse> = /*@__PURE__*/
-  messageDesc(file_failhook_v1_dead_letter_service, 20);
+  messageDesc(file_failhook_v1_dead_letter_service, 21);
 
 /**
  * HookState is the delivery state of a run's failure hook.
@@ -750,7 +824,8 @@ export enum HookState {
   UNSPECIFIED = 0,
 
   /**
-   * HOOK_STATE_PENDING: the hook is being delivered (or redelivered after RetryFailureHook).
+   * HOOK_STATE_PENDING: the hook is being delivered (or redelivered after RetryFailureHook):
+   * the entry exists from the moment the run failed, and `attempts` grows with each attempt.
    *
    * @generated from enum value: HOOK_STATE_PENDING = 1;
    */

@@ -15,7 +15,8 @@ export const file_failhook_v1_failure_hook: GenFile = /*@__PURE__*/
   fileDesc("Ch5mYWlsaG9vay92MS9mYWlsdXJlX2hvb2sucHJvdG8SC2ZhaWxob29rLnYxItACChhPbldvcmtmbG93RmFpbHVyZVJlcXVlc3QSKAoHY29udGV4dBgBIAEoCzIXLmZhaWxob29rLnYxLlJ1bkNvbnRleHQSEwoLZmFpbF9zdGF0dXMYAiABKAUSFQoNZmFpbF9yZXNwb25zZRgDIAEoDBJMCgxmYWlsX2hlYWRlcnMYBCADKAsyNi5mYWlsaG9vay52MS5PbldvcmtmbG93RmFpbHVyZVJlcXVlc3QuRmFpbEhlYWRlcnNFbnRyeRIpCgdmYWlsdXJlGAUgASgLMhguZmFpbGhvb2sudjEuU3RlcEZhaWx1cmUSFwoPaWRlbXBvdGVuY3lfa2V5GAYgASgJEhgKEGRlbGl2ZXJ5X2F0dGVtcHQYByABKAUaMgoQRmFpbEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIisKGU9uV29ya2Zsb3dGYWlsdXJlUmVzcG9uc2USDgoGcmVzdWx0GAEgASgJMnYKC0ZhaWx1cmVIb29rEmcKEU9uV29ya2Zsb3dGYWlsdXJlEiUuZmFpbGhvb2sudjEuT25Xb3JrZmxvd0ZhaWx1cmVSZXF1ZXN0GiYuZmFpbGhvb2sudjEuT25Xb3JrZmxvd0ZhaWx1cmVSZXNwb25zZSIDkAICYgZwcm90bzM", [file_failhook_v1_run]);
 
 /**
- * OnWorkflowFailureRequest carries what the seed's failure function receives, under its names.
+ * OnWorkflowFailureRequest describes one run failure: the run (`context`), the failed step's last
+ * answer (`fail_status`, `fail_response`, `fail_headers`) and the typed failure with its history.
  *
  * @generated from message failhook.v1.OnWorkflowFailureRequest
  */
@@ -104,8 +105,9 @@ export const OnWorkflowFailureResponseSchema: GenMessage<OnWorkflowFailureRespon
 /**
  * FailureHook is implemented by clients and called by the orchestrator, over mTLS, when a run
  * has failed for good (attempts exhausted, a non-retryable error, or a history mismatch), before
- * the run moves to the dead-letter queue. It is the seed's "failure function": use it to log,
- * alert and clean up. It cannot create steps. Delivery is at least once: a hook can be called
+ * the run moves to the dead-letter queue. It plays the part of a serverless workflow engine's
+ * failure function: use it to log, alert and clean up. It cannot create steps, and the run's
+ * fate is already decided when it is called. Delivery is at least once: a hook can be called
  * again for the same failure (after a timeout, a crash, or RetryFailureHook), always with the
  * same `idempotency_key`. A canceled run calls no hook.
  *

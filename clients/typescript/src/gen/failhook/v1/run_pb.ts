@@ -15,17 +15,17 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file failhook/v1/run.proto.
  */
 export const file_failhook_v1_run: GenFile = /*@__PURE__*/
-  fileDesc("ChVmYWlsaG9vay92MS9ydW4ucHJvdG8SC2ZhaWxob29rLnYxIsQBCgpSdW5Db250ZXh0EhcKD3dvcmtmbG93X3J1bl9pZBgBIAEoCRIQCgh3b3JrZmxvdxgCIAEoCRILCgN1cmwYAyABKAkSFwoPcmVxdWVzdF9wYXlsb2FkGAQgASgMEjUKB2hlYWRlcnMYBSADKAsyJC5mYWlsaG9vay52MS5SdW5Db250ZXh0LkhlYWRlcnNFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIqCgpTdGVwUmVzdWx0EgwKBG5hbWUYASABKAkSDgoGb3V0cHV0GAIgASgMIh8KDlN0YXR1c0NvZGVMaXN0Eg0KBWNvZGVzGAEgAygFIuoCCgtSZXRyeVBvbGljeRIZCgxtYXhfYXR0ZW1wdHMYASABKAVIAIgBARIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHwoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBSAGIAQESLgoLbWF4X2JhY2tvZmYYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoGaml0dGVyGAUgASgBSAKIAQESMgoPYXR0ZW1wdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEj8KGm5vbl9yZXRyeWFibGVfc3RhdHVzX2NvZGVzGAcgASgLMhsuZmFpbGhvb2sudjEuU3RhdHVzQ29kZUxpc3RCDwoNX21heF9hdHRlbXB0c0IVChNfYmFja29mZl9tdWx0aXBsaWVyQgkKB19qaXR0ZXIijQMKC1N0ZXBBdHRlbXB0Eg8KB2F0dGVtcHQYASABKAUSEQoJc3RlcF9uYW1lGAIgASgJEhMKC3N0YXR1c19jb2RlGAMgASgFEg8KB21lc3NhZ2UYBCABKAkSEAoIcmVzcG9uc2UYBSABKAwSSQoRdHJhaWxpbmdfbWV0YWRhdGEYBiADKAsyLi5mYWlsaG9vay52MS5TdGVwQXR0ZW1wdC5UcmFpbGluZ01ldGFkYXRhRW50cnkSLgoKc3RhcnRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJcmV0cnlhYmxlGAkgASgIEi4KC3JldHJ5X2RlbGF5GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGjcKFVRyYWlsaW5nTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsMDCgtTdGVwRmFpbHVyZRIRCglzdGVwX25hbWUYASABKAkSEgoKc3RlcF9pbmRleBgCIAEoBRIPCgdhdHRlbXB0GAMgASgFEhMKC3N0YXR1c19jb2RlGAQgASgFEg8KB21lc3NhZ2UYBSABKAkSEAoIcmVzcG9uc2UYBiABKAwSSQoRdHJhaWxpbmdfbWV0YWRhdGEYByADKAsyLi5mYWlsaG9vay52MS5TdGVwRmFpbHVyZS5UcmFpbGluZ01ldGFkYXRhRW50cnkSKAoEdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJcmV0cnlhYmxlGAogASgIEioKBnJlYXNvbhgLIAEoDjIaLmZhaWxob29rLnYxLkZhaWx1cmVSZWFzb24SKgoIYXR0ZW1wdHMYDCADKAsyGC5mYWlsaG9vay52MS5TdGVwQXR0ZW1wdBo3ChVUcmFpbGluZ01ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLXAQoEU3RlcBIMCgRuYW1lGAEgASgJEiMKBGtpbmQYAiABKA4yFS5mYWlsaG9vay52MS5TdGVwS2luZBIOCgZvdXRwdXQYAyABKAwSKgoIYXR0ZW1wdHMYBCADKAsyGC5mYWlsaG9vay52MS5TdGVwQXR0ZW1wdBIxCg1jb21wbGV0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgl3YWtlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIscGCgtXb3JrZmxvd1J1bhIOCgZydW5faWQYASABKAkSEAoId29ya2Zsb3cYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5mYWlsaG9vay52MS5SdW5TdGF0ZRIQCghlbmRwb2ludBgEIAEoCRIUCgxmYWlsdXJlX2hvb2sYBSABKAkSDwoHcGF5bG9hZBgGIAEoDBI2CgdoZWFkZXJzGAcgAygLMiUuZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4uSGVhZGVyc0VudHJ5Ei4KDHJldHJ5X3BvbGljeRgIIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5EiAKBXN0ZXBzGAkgAygLMhEuZmFpbGhvb2sudjEuU3RlcBIyChBwZW5kaW5nX2F0dGVtcHRzGAogAygLMhguZmFpbGhvb2sudjEuU3RlcEF0dGVtcHQSDgoGb3V0cHV0GAsgASgMEikKB2ZhaWx1cmUYDCABKAsyGC5mYWlsaG9vay52MS5TdGVwRmFpbHVyZRIvCgtjcmVhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFuZXh0X2F0dGVtcHRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJd2FrZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCgh0cmFjZV9pZBgSIAEoCRImCgZvcmlnaW4YEyABKA4yFi5mYWlsaG9vay52MS5SdW5PcmlnaW4SFQoNcGFyZW50X3J1bl9pZBgUIAEoCRIYChBjYW5jZWxfcmVxdWVzdGVkGBUgASgIEhYKDmRlYWRfbGV0dGVyX2lkGBYgASgJEhIKCnN0ZXBfY291bnQYFyABKAUaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEqzwEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFURV9QRU5ESU5HEAESFQoRUlVOX1NUQVRFX1JVTk5JTkcQAhIWChJSVU5fU1RBVEVfU0xFRVBJTkcQAxIXChNSVU5fU1RBVEVfU1VDQ0VFREVEEAQSFAoQUlVOX1NUQVRFX0ZBSUxFRBAFEhsKF1JVTl9TVEFURV9ERUFEX0xFVFRFUkVEEAYSFgoSUlVOX1NUQVRFX0NBTkNFTEVEEAcqbAoJUnVuT3JpZ2luEhoKFlJVTl9PUklHSU5fVU5TUEVDSUZJRUQQABIUChBSVU5fT1JJR0lOX1NUQVJUEAESFgoSUlVOX09SSUdJTl9SRVNUQVJUEAISFQoRUlVOX09SSUdJTl9SRVNVTUUQAypNCghTdGVwS2luZBIZChVTVEVQX0tJTkRfVU5TUEVDSUZJRUQQABIRCg1TVEVQX0tJTkRfUlVOEAESEwoPU1RFUF9LSU5EX1NMRUVQEAIqnQEKDUZhaWx1cmVSZWFzb24SHgoaRkFJTFVSRV9SRUFTT05fVU5TUEVDSUZJRUQQABIlCiFGQUlMVVJFX1JFQVNPTl9BVFRFTVBUU19FWEhBVVNURUQQARIgChxGQUlMVVJFX1JFQVNPTl9OT05fUkVUUllBQkxFEAISIwofRkFJTFVSRV9SRUFTT05fSElTVE9SWV9NSVNNQVRDSBADYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChVmYWlsaG9vay92MS9ydW4ucHJvdG8SC2ZhaWxob29rLnYxIsQBCgpSdW5Db250ZXh0EhcKD3dvcmtmbG93X3J1bl9pZBgBIAEoCRIQCgh3b3JrZmxvdxgCIAEoCRILCgN1cmwYAyABKAkSFwoPcmVxdWVzdF9wYXlsb2FkGAQgASgMEjUKB2hlYWRlcnMYBSADKAsyJC5mYWlsaG9vay52MS5SdW5Db250ZXh0LkhlYWRlcnNFbnRyeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIqCgpTdGVwUmVzdWx0EgwKBG5hbWUYASABKAkSDgoGb3V0cHV0GAIgASgMIh8KDlN0YXR1c0NvZGVMaXN0Eg0KBWNvZGVzGAEgAygFIuoCCgtSZXRyeVBvbGljeRIZCgxtYXhfYXR0ZW1wdHMYASABKAVIAIgBARIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SHwoSYmFja29mZl9tdWx0aXBsaWVyGAMgASgBSAGIAQESLgoLbWF4X2JhY2tvZmYYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoGaml0dGVyGAUgASgBSAKIAQESMgoPYXR0ZW1wdF90aW1lb3V0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEj8KGm5vbl9yZXRyeWFibGVfc3RhdHVzX2NvZGVzGAcgASgLMhsuZmFpbGhvb2sudjEuU3RhdHVzQ29kZUxpc3RCDwoNX21heF9hdHRlbXB0c0IVChNfYmFja29mZl9tdWx0aXBsaWVyQgkKB19qaXR0ZXIijQMKC1N0ZXBBdHRlbXB0Eg8KB2F0dGVtcHQYASABKAUSEQoJc3RlcF9uYW1lGAIgASgJEhMKC3N0YXR1c19jb2RlGAMgASgFEg8KB21lc3NhZ2UYBCABKAkSEAoIcmVzcG9uc2UYBSABKAwSSQoRdHJhaWxpbmdfbWV0YWRhdGEYBiADKAsyLi5mYWlsaG9vay52MS5TdGVwQXR0ZW1wdC5UcmFpbGluZ01ldGFkYXRhRW50cnkSLgoKc3RhcnRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJcmV0cnlhYmxlGAkgASgIEi4KC3JldHJ5X2RlbGF5GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uGjcKFVRyYWlsaW5nTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsMDCgtTdGVwRmFpbHVyZRIRCglzdGVwX25hbWUYASABKAkSEgoKc3RlcF9pbmRleBgCIAEoBRIPCgdhdHRlbXB0GAMgASgFEhMKC3N0YXR1c19jb2RlGAQgASgFEg8KB21lc3NhZ2UYBSABKAkSEAoIcmVzcG9uc2UYBiABKAwSSQoRdHJhaWxpbmdfbWV0YWRhdGEYByADKAsyLi5mYWlsaG9vay52MS5TdGVwRmFpbHVyZS5UcmFpbGluZ01ldGFkYXRhRW50cnkSKAoEdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEQoJcmV0cnlhYmxlGAogASgIEioKBnJlYXNvbhgLIAEoDjIaLmZhaWxob29rLnYxLkZhaWx1cmVSZWFzb24SKgoIYXR0ZW1wdHMYDCADKAsyGC5mYWlsaG9vay52MS5TdGVwQXR0ZW1wdBo3ChVUcmFpbGluZ01ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLXAQoEU3RlcBIMCgRuYW1lGAEgASgJEiMKBGtpbmQYAiABKA4yFS5mYWlsaG9vay52MS5TdGVwS2luZBIOCgZvdXRwdXQYAyABKAwSKgoIYXR0ZW1wdHMYBCADKAsyGC5mYWlsaG9vay52MS5TdGVwQXR0ZW1wdBIxCg1jb21wbGV0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCgl3YWtlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs4HCgtXb3JrZmxvd1J1bhIOCgZydW5faWQYASABKAkSEAoId29ya2Zsb3cYAiABKAkSJAoFc3RhdGUYAyABKA4yFS5mYWlsaG9vay52MS5SdW5TdGF0ZRIQCghlbmRwb2ludBgEIAEoCRIUCgxmYWlsdXJlX2hvb2sYBSABKAkSDwoHcGF5bG9hZBgGIAEoDBI2CgdoZWFkZXJzGAcgAygLMiUuZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4uSGVhZGVyc0VudHJ5Ei4KDHJldHJ5X3BvbGljeRgIIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5EiAKBXN0ZXBzGAkgAygLMhEuZmFpbGhvb2sudjEuU3RlcBIyChBwZW5kaW5nX2F0dGVtcHRzGAogAygLMhguZmFpbGhvb2sudjEuU3RlcEF0dGVtcHQSDgoGb3V0cHV0GAsgASgMEikKB2ZhaWx1cmUYDCABKAsyGC5mYWlsaG9vay52MS5TdGVwRmFpbHVyZRIvCgtjcmVhdGVfdGltZRgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFuZXh0X2F0dGVtcHRfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJd2FrZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCgh0cmFjZV9pZBgSIAEoCRImCgZvcmlnaW4YEyABKA4yFi5mYWlsaG9vay52MS5SdW5PcmlnaW4SFQoNcGFyZW50X3J1bl9pZBgUIAEoCRIYChBjYW5jZWxfcmVxdWVzdGVkGBUgASgIEhYKDmRlYWRfbGV0dGVyX2lkGBYgASgJEhIKCnN0ZXBfY291bnQYFyABKAUSLAoLcGFya19yZWFzb24YHiABKA4yFy5mYWlsaG9vay52MS5QYXJrUmVhc29uEhMKC3BhcmtfZGV0YWlsGB8gASgJEi0KCXBhcmtfdGltZRggIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcGFya190YXJnZXQYISABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEq5QEKCFJ1blN0YXRlEhkKFVJVTl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFURV9QRU5ESU5HEAESFQoRUlVOX1NUQVRFX1JVTk5JTkcQAhIWChJSVU5fU1RBVEVfU0xFRVBJTkcQAxIXChNSVU5fU1RBVEVfU1VDQ0VFREVEEAQSFAoQUlVOX1NUQVRFX0ZBSUxFRBAFEhsKF1JVTl9TVEFURV9ERUFEX0xFVFRFUkVEEAYSFgoSUlVOX1NUQVRFX0NBTkNFTEVEEAcSFAoQUlVOX1NUQVRFX1BBUktFRBAIKqcBCgpQYXJrUmVhc29uEhsKF1BBUktfUkVBU09OX1VOU1BFQ0lGSUVEEAASHAoYUEFSS19SRUFTT05fQlJFQUtFUl9PUEVOEAESHQoZUEFSS19SRUFTT05fVEFSR0VUX1BBVVNFRBACEh8KG1BBUktfUkVBU09OX1RBUkdFVF9DT09MRE9XThADEh4KGlBBUktfUkVBU09OX1JFTEVBU0VfUVVFVUVEEAQqSgoHUnVuVmlldxIYChRSVU5fVklFV19VTlNQRUNJRklFRBAAEhIKDlJVTl9WSUVXX0JBU0lDEAESEQoNUlVOX1ZJRVdfRlVMTBACKmwKCVJ1bk9yaWdpbhIaChZSVU5fT1JJR0lOX1VOU1BFQ0lGSUVEEAASFAoQUlVOX09SSUdJTl9TVEFSVBABEhYKElJVTl9PUklHSU5fUkVTVEFSVBACEhUKEVJVTl9PUklHSU5fUkVTVU1FEAMqTQoIU3RlcEtpbmQSGQoVU1RFUF9LSU5EX1VOU1BFQ0lGSUVEEAASEQoNU1RFUF9LSU5EX1JVThABEhMKD1NURVBfS0lORF9TTEVFUBACKp0BCg1GYWlsdXJlUmVhc29uEh4KGkZBSUxVUkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASJQohRkFJTFVSRV9SRUFTT05fQVRURU1QVFNfRVhIQVVTVEVEEAESIAocRkFJTFVSRV9SRUFTT05fTk9OX1JFVFJZQUJMRRACEiMKH0ZBSUxVUkVfUkVBU09OX0hJU1RPUllfTUlTTUFUQ0gQA2IGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
- * RunContext is what every call into user code receives about its run: the seed's `context`.
- * It exposes properties of the run only; it cannot create steps.
+ * RunContext is what every call into user code (RunStep and OnWorkflowFailure) receives about
+ * its run. It exposes properties of the run only; it cannot create steps.
  *
  * @generated from message failhook.v1.RunContext
  */
 export type RunContext = Message<"failhook.v1.RunContext"> & {
   /**
-   * workflow_run_id is the run's id (the seed's `workflowRunId`).
+   * workflow_run_id is the run's id (`WorkflowRun.run_id`).
    *
    * @generated from field: string workflow_run_id = 1;
    */
@@ -39,21 +39,23 @@ export type RunContext = Message<"failhook.v1.RunContext"> & {
   workflow: string;
 
   /**
-   * url is the gRPC target of the run's WorkflowEndpoint (the seed's `url`).
+   * url is the gRPC target of the run's WorkflowEndpoint (`StartRunRequest.endpoint`).
    *
    * @generated from field: string url = 3;
    */
   url: string;
 
   /**
-   * request_payload is the run's input, as given to StartRun (the seed's `requestPayload`).
+   * request_payload is the run's input: the `payload` given to StartRun (or to ResumeRun, for a
+   * resumed run given a new one). Opaque to the orchestrator.
    *
    * @generated from field: bytes request_payload = 4;
    */
   requestPayload: Uint8Array;
 
   /**
-   * headers are the run's headers, as given to StartRun (the seed's `headers`).
+   * headers are the run's headers: those given to StartRun (or changed by ResumeRun, for a
+   * resumed run). Every step call and hook call also carries them as gRPC metadata.
    *
    * @generated from field: map<string, string> headers = 5;
    */
@@ -208,7 +210,8 @@ export type StepAttempt = Message<"failhook.v1.StepAttempt"> & {
   stepName: string;
 
   /**
-   * status_code is the canonical gRPC status code of the failed call (the seed's `failStatus`).
+   * status_code is the canonical gRPC status code of the failed call (for example 14 for
+   * UNAVAILABLE); the last attempt's is the hook's `fail_status`.
    *
    * @generated from field: int32 status_code = 3;
    */
@@ -223,15 +226,15 @@ export type StepAttempt = Message<"failhook.v1.StepAttempt"> & {
 
   /**
    * response is the error body the endpoint returned in `StepError.response`, or the message's
-   * bytes when it returned none (the seed's `failResponse`).
+   * bytes when it returned none; the last attempt's is the hook's `fail_response`.
    *
    * @generated from field: bytes response = 5;
    */
   response: Uint8Array;
 
   /**
-   * trailing_metadata is the trailing metadata of the failed call, text keys only
-   * (the seed's `failHeaders`).
+   * trailing_metadata is the trailing metadata of the failed call, text keys only; the last
+   * attempt's is the hook's `fail_headers`.
    *
    * @generated from field: map<string, string> trailing_metadata = 6;
    */
@@ -597,6 +600,37 @@ export type WorkflowRun = Message<"failhook.v1.WorkflowRun"> & {
    * @generated from field: int32 step_count = 23;
    */
   stepCount: number;
+
+  /**
+   * park_reason tells why the run is parked; set when the state is RUN_STATE_PARKED.
+   *
+   * @generated from field: failhook.v1.ParkReason park_reason = 30;
+   */
+  parkReason: ParkReason;
+
+  /**
+   * park_detail says the same in a sentence (for example the target's last error, or the
+   * operator's reason for the pause); set when the state is RUN_STATE_PARKED.
+   *
+   * @generated from field: string park_detail = 31;
+   */
+  parkDetail: string;
+
+  /**
+   * park_time is when the run was parked; set when the state is RUN_STATE_PARKED. Parked runs
+   * are released in the order of this time.
+   *
+   * @generated from field: google.protobuf.Timestamp park_time = 32;
+   */
+  parkTime?: Timestamp | undefined;
+
+  /**
+   * park_target is the gRPC target the parked run waits for (its endpoint, or its failure
+   * hook's target); set when the state is RUN_STATE_PARKED.
+   *
+   * @generated from field: string park_target = 33;
+   */
+  parkTarget: string;
 };
 
 /**
@@ -673,6 +707,17 @@ export enum RunState {
    * @generated from enum value: RUN_STATE_CANCELED = 7;
    */
   CANCELED = 7,
+
+  /**
+   * RUN_STATE_PARKED: the target the run must call next (its endpoint, or its failure hook's
+   * target) is not taking calls: its circuit breaker is open, or it is paused by an operator or at
+   * the endpoint's request. The run waits without using up attempts (`park_reason`, `park_time`)
+   * and is released, oldest first and at a paced rate, once the target takes calls again.
+   * CancelRun works on a parked run.
+   *
+   * @generated from enum value: RUN_STATE_PARKED = 8;
+   */
+  PARKED = 8,
 }
 
 /**
@@ -680,6 +725,97 @@ export enum RunState {
  */
 export const RunStateSchema: GenEnum<RunState> = /*@__PURE__*/
   enumDesc(file_failhook_v1_run, 0);
+
+/**
+ * ParkReason tells why a run is parked.
+ *
+ * @generated from enum failhook.v1.ParkReason
+ */
+export enum ParkReason {
+  /**
+   * PARK_REASON_UNSPECIFIED: the run is not parked.
+   *
+   * @generated from enum value: PARK_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * PARK_REASON_BREAKER_OPEN: the target's circuit breaker is open after availability failures
+   * from several runs (or half-open with its probes busy).
+   *
+   * @generated from enum value: PARK_REASON_BREAKER_OPEN = 1;
+   */
+  BREAKER_OPEN = 1,
+
+  /**
+   * PARK_REASON_TARGET_PAUSED: an operator paused the target (TargetService.PauseTarget).
+   *
+   * @generated from enum value: PARK_REASON_TARGET_PAUSED = 2;
+   */
+  TARGET_PAUSED = 2,
+
+  /**
+   * PARK_REASON_TARGET_COOLDOWN: the endpoint asked that its whole target be paused for a while
+   * (`StepError.target_cooldown`).
+   *
+   * @generated from enum value: PARK_REASON_TARGET_COOLDOWN = 3;
+   */
+  TARGET_COOLDOWN = 3,
+
+  /**
+   * PARK_REASON_RELEASE_QUEUED: the target takes calls again and the run waits for its turn in
+   * the paced release of the runs parked before it.
+   *
+   * @generated from enum value: PARK_REASON_RELEASE_QUEUED = 4;
+   */
+  RELEASE_QUEUED = 4,
+}
+
+/**
+ * Describes the enum failhook.v1.ParkReason.
+ */
+export const ParkReasonSchema: GenEnum<ParkReason> = /*@__PURE__*/
+  enumDesc(file_failhook_v1_run, 1);
+
+/**
+ * RunView chooses how much of each run (or dead letter) a listing returns (AIP-157 partial
+ * responses). Get calls always return everything.
+ *
+ * @generated from enum failhook.v1.RunView
+ */
+export enum RunView {
+  /**
+   * RUN_VIEW_UNSPECIFIED means RUN_VIEW_BASIC in listings.
+   *
+   * @generated from enum value: RUN_VIEW_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * RUN_VIEW_BASIC leaves out everything of unbounded size: the payload, the headers, the
+   * output, step outputs and every attempt history (`pending_attempts`, `failure.attempts`), and
+   * the failed attempt's `response` and `trailing_metadata`. States, times, ids, the retry
+   * policy, the step count and the failure's step, code and message remain.
+   *
+   * @generated from enum value: RUN_VIEW_BASIC = 1;
+   */
+  BASIC = 1,
+
+  /**
+   * RUN_VIEW_FULL returns what GetRun (or GetDeadLetter) returns except the steps, which a
+   * listing never carries. A page stops early when its entries pass the byte bound of the list
+   * call; `next_page_token` then goes on from there.
+   *
+   * @generated from enum value: RUN_VIEW_FULL = 2;
+   */
+  FULL = 2,
+}
+
+/**
+ * Describes the enum failhook.v1.RunView.
+ */
+export const RunViewSchema: GenEnum<RunView> = /*@__PURE__*/
+  enumDesc(file_failhook_v1_run, 2);
 
 /**
  * RunOrigin tells how a run came to be.
@@ -721,7 +857,7 @@ export enum RunOrigin {
  * Describes the enum failhook.v1.RunOrigin.
  */
 export const RunOriginSchema: GenEnum<RunOrigin> = /*@__PURE__*/
-  enumDesc(file_failhook_v1_run, 1);
+  enumDesc(file_failhook_v1_run, 3);
 
 /**
  * StepKind tells what a recorded step was.
@@ -755,7 +891,7 @@ export enum StepKind {
  * Describes the enum failhook.v1.StepKind.
  */
 export const StepKindSchema: GenEnum<StepKind> = /*@__PURE__*/
-  enumDesc(file_failhook_v1_run, 2);
+  enumDesc(file_failhook_v1_run, 4);
 
 /**
  * FailureReason tells why a run failed.
@@ -799,5 +935,5 @@ export enum FailureReason {
  * Describes the enum failhook.v1.FailureReason.
  */
 export const FailureReasonSchema: GenEnum<FailureReason> = /*@__PURE__*/
-  enumDesc(file_failhook_v1_run, 3);
+  enumDesc(file_failhook_v1_run, 5);
 

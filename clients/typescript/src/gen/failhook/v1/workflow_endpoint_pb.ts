@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file failhook/v1/workflow_endpoint.proto.
  */
 export const file_failhook_v1_workflow_endpoint: GenFile = /*@__PURE__*/
-  fileDesc("CiNmYWlsaG9vay92MS93b3JrZmxvd19lbmRwb2ludC5wcm90bxILZmFpbGhvb2sudjEilgEKDlJ1blN0ZXBSZXF1ZXN0EigKB2NvbnRleHQYASABKAsyFy5mYWlsaG9vay52MS5SdW5Db250ZXh0EjAKD2NvbXBsZXRlZF9zdGVwcxgCIAMoCzIXLmZhaWxob29rLnYxLlN0ZXBSZXN1bHQSDwoHYXR0ZW1wdBgDIAEoBRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkihwEKD1J1blN0ZXBSZXNwb25zZRInCgRzdGVwGAEgASgLMhcuZmFpbGhvb2sudjEuU3RlcFJlc3VsdEgAEhQKCnJ1bl9vdXRwdXQYAiABKAxIABIqCgVzbGVlcBgDIAEoCzIZLmZhaWxob29rLnYxLlNsZWVwUmVxdWVzdEgAQgkKB291dGNvbWUiSQoMU2xlZXBSZXF1ZXN0EisKCGR1cmF0aW9uGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEgwKBG5hbWUYAiABKAkidwoJU3RlcEVycm9yEhEKCXN0ZXBfbmFtZRgBIAEoCRIQCghyZXNwb25zZRgCIAEoDBIuCgtyZXRyeV9hZnRlchgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIVCg1ub25fcmV0cnlhYmxlGAQgASgIMlgKEFdvcmtmbG93RW5kcG9pbnQSRAoHUnVuU3RlcBIbLmZhaWxob29rLnYxLlJ1blN0ZXBSZXF1ZXN0GhwuZmFpbGhvb2sudjEuUnVuU3RlcFJlc3BvbnNlYgZwcm90bzM", [file_failhook_v1_run, file_google_protobuf_duration]);
+  fileDesc("CiNmYWlsaG9vay92MS93b3JrZmxvd19lbmRwb2ludC5wcm90bxILZmFpbGhvb2sudjEilgEKDlJ1blN0ZXBSZXF1ZXN0EigKB2NvbnRleHQYASABKAsyFy5mYWlsaG9vay52MS5SdW5Db250ZXh0EjAKD2NvbXBsZXRlZF9zdGVwcxgCIAMoCzIXLmZhaWxob29rLnYxLlN0ZXBSZXN1bHQSDwoHYXR0ZW1wdBgDIAEoBRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkihwEKD1J1blN0ZXBSZXNwb25zZRInCgRzdGVwGAEgASgLMhcuZmFpbGhvb2sudjEuU3RlcFJlc3VsdEgAEhQKCnJ1bl9vdXRwdXQYAiABKAxIABIqCgVzbGVlcBgDIAEoCzIZLmZhaWxob29rLnYxLlNsZWVwUmVxdWVzdEgAQgkKB291dGNvbWUiSQoMU2xlZXBSZXF1ZXN0EisKCGR1cmF0aW9uGAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEgwKBG5hbWUYAiABKAkiqwEKCVN0ZXBFcnJvchIRCglzdGVwX25hbWUYASABKAkSEAoIcmVzcG9uc2UYAiABKAwSLgoLcmV0cnlfYWZ0ZXIYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoNbm9uX3JldHJ5YWJsZRgEIAEoCBIyCg90YXJnZXRfY29vbGRvd24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24yWAoQV29ya2Zsb3dFbmRwb2ludBJECgdSdW5TdGVwEhsuZmFpbGhvb2sudjEuUnVuU3RlcFJlcXVlc3QaHC5mYWlsaG9vay52MS5SdW5TdGVwUmVzcG9uc2ViBnByb3RvMw", [file_failhook_v1_run, file_google_protobuf_duration]);
 
 /**
  * RunStepRequest is one step call.
@@ -171,6 +171,16 @@ export type StepError = Message<"failhook.v1.StepError"> & {
    * @generated from field: bool non_retryable = 4;
    */
   nonRetryable: boolean;
+
+  /**
+   * target_cooldown asks the orchestrator to pause the endpoint's whole target for this long
+   * (for example until a rate limit resets): no run sends a step call there until it is over,
+   * not only the run that got this error. The runs bound for the target are parked without using
+   * up attempts, then released at a paced rate. Must be positive; at most 24 hours are honoured.
+   *
+   * @generated from field: google.protobuf.Duration target_cooldown = 5;
+   */
+  targetCooldown?: Duration | undefined;
 };
 
 /**

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { RetryPolicy, RunState, WorkflowRun } from "./run_pb.js";
+import type { RetryPolicy, RunState, RunView, WorkflowRun } from "./run_pb.js";
 import { file_failhook_v1_run } from "./run_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file failhook/v1/workflow_service.proto.
  */
 export const file_failhook_v1_workflow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJmYWlsaG9vay92MS93b3JrZmxvd19zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSKIAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhAKCGVuZHBvaW50GAIgASgJEhQKDGZhaWx1cmVfaG9vaxgDIAEoCRIPCgdwYXlsb2FkGAQgASgMEjoKB2hlYWRlcnMYBSADKAsyKS5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QuSGVhZGVyc0VudHJ5Ei4KDHJldHJ5X3BvbGljeRgGIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5Eg4KBnJ1bl9pZBgHIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChBTdGFydFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI3Cg5HZXRSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1biLfAQoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgAygJEiQKBXN0YXRlGAQgAygOMhUuZmFpbGhvb2sudjEuUnVuU3RhdGUSNQoRY3JlYXRlX3RpbWVfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEmNyZWF0ZV90aW1lX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUwoQTGlzdFJ1bnNSZXNwb25zZRImCgRydW5zGAEgAygLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjoKEUNhbmNlbFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuMsECCg9Xb3JrZmxvd1NlcnZpY2USRwoIU3RhcnRSdW4SHC5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QaHS5mYWlsaG9vay52MS5TdGFydFJ1blJlc3BvbnNlEkYKBkdldFJ1bhIaLmZhaWxob29rLnYxLkdldFJ1blJlcXVlc3QaGy5mYWlsaG9vay52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkwKCExpc3RSdW5zEhwuZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXF1ZXN0Gh0uZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBEk8KCUNhbmNlbFJ1bhIdLmZhaWxob29rLnYxLkNhbmNlbFJ1blJlcXVlc3QaHi5mYWlsaG9vay52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICYgZwcm90bzM", [file_failhook_v1_run, file_google_protobuf_timestamp]);
+  fileDesc("CiJmYWlsaG9vay92MS93b3JrZmxvd19zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSKIAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhAKCGVuZHBvaW50GAIgASgJEhQKDGZhaWx1cmVfaG9vaxgDIAEoCRIPCgdwYXlsb2FkGAQgASgMEjoKB2hlYWRlcnMYBSADKAsyKS5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QuSGVhZGVyc0VudHJ5Ei4KDHJldHJ5X3BvbGljeRgGIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5Eg4KBnJ1bl9pZBgHIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChBTdGFydFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI3Cg5HZXRSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1biKDAgoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgAygJEiQKBXN0YXRlGAQgAygOMhUuZmFpbGhvb2sudjEuUnVuU3RhdGUSNQoRY3JlYXRlX3RpbWVfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEmNyZWF0ZV90aW1lX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEdmlldxgHIAEoDjIULmZhaWxob29rLnYxLlJ1blZpZXciUwoQTGlzdFJ1bnNSZXNwb25zZRImCgRydW5zGAEgAygLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjoKEUNhbmNlbFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuMsECCg9Xb3JrZmxvd1NlcnZpY2USRwoIU3RhcnRSdW4SHC5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QaHS5mYWlsaG9vay52MS5TdGFydFJ1blJlc3BvbnNlEkYKBkdldFJ1bhIaLmZhaWxob29rLnYxLkdldFJ1blJlcXVlc3QaGy5mYWlsaG9vay52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkwKCExpc3RSdW5zEhwuZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXF1ZXN0Gh0uZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBEk8KCUNhbmNlbFJ1bhIdLmZhaWxob29rLnYxLkNhbmNlbFJ1blJlcXVlc3QaHi5mYWlsaG9vay52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICYgZwcm90bzM", [file_failhook_v1_run, file_google_protobuf_timestamp]);
 
 /**
  * StartRunRequest asks for a new run.
@@ -32,7 +32,7 @@ export type StartRunRequest = Message<"failhook.v1.StartRunRequest"> & {
 
   /**
    * endpoint is the gRPC target (`host:port`, `dns:///host:port`, `unix:/path`) of the client's
-   * WorkflowEndpoint ("url" in the seed). Required.
+   * WorkflowEndpoint; user code sees it as `RunContext.url`. Required.
    *
    * @generated from field: string endpoint = 2;
    */
@@ -47,8 +47,8 @@ export type StartRunRequest = Message<"failhook.v1.StartRunRequest"> & {
   failureHook: string;
 
   /**
-   * payload is the run's input ("requestPayload" in the seed). Optional; at most the server's
-   * payload limit (default 1 MiB).
+   * payload is the run's input, opaque to the orchestrator; user code sees it as
+   * `RunContext.request_payload`. Optional; at most the server's payload limit (default 1 MiB).
    *
    * @generated from field: bytes payload = 4;
    */
@@ -207,6 +207,15 @@ export type ListRunsRequest = Message<"failhook.v1.ListRunsRequest"> & {
    * @generated from field: google.protobuf.Timestamp create_time_before = 6;
    */
   createTimeBefore?: Timestamp | undefined;
+
+  /**
+   * view chooses how much of each run is returned; unset means RUN_VIEW_BASIC. A page holds at
+   * most about 2 MiB of runs: when the next run would pass that, the page ends early with a
+   * `next_page_token`.
+   *
+   * @generated from field: failhook.v1.RunView view = 7;
+   */
+  view: RunView;
 };
 
 /**
@@ -223,7 +232,8 @@ export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
  */
 export type ListRunsResponse = Message<"failhook.v1.ListRunsResponse"> & {
   /**
-   * runs are the page's runs. Their steps are omitted; GetRun returns them.
+   * runs are the page's runs, as much of each as the request's `view` asks for. Their steps are
+   * omitted; GetRun returns them.
    *
    * @generated from field: repeated failhook.v1.WorkflowRun runs = 1;
    */
