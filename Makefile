@@ -10,7 +10,7 @@ CERT_DIR ?= $(DATA_DIR)/certs
 LISTEN ?= 127.0.0.1:50051
 PYTEST_ARGS ?=
 
-.PHONY: run install certs test check lint typecheck ts-build ts-check ts-test buf-lint buf-breaking generate check-generated ci bench bench-peers clean image container-test
+.PHONY: run install certs test chromium check lint typecheck ts-build ts-check ts-test buf-lint buf-breaking generate check-generated ci bench bench-peers clean image container-test
 
 NODE_STAMP := node_modules/.installed
 NODE_MANIFESTS := package.json package-lock.json clients/typescript/package.json examples/typescript/package.json tests/typescript/package.json
@@ -38,9 +38,14 @@ run: $(STAMP)
 certs: $(STAMP)
 	$(BIN)/failhook certs init $(CERT_DIR)
 
-## The whole test suite (SQLite and PostgreSQL), the TypeScript unit tests first.
-test: $(STAMP) ts-test
+## The whole test suite (SQLite and PostgreSQL), the TypeScript unit tests first; the console's
+## browser tests need Debian's Chromium.
+test: $(STAMP) ts-test chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## Debian's Chromium for the console's browser tests (installed as root where missing).
+chromium:
+	bash scripts/install-chromium.sh
 
 ## TypeScript: build every project (strict tsc, incremental), run the SDK's unit tests (node --test).
 ts-build: $(NODE_STAMP)

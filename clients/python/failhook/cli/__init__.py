@@ -11,6 +11,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from failhook.cli import certs_cmd, dlq_cmd, exit_codes, runs_cmd, targets_cmd
+from failhook.console import command as console_cmd
 
 __all__ = ["REGISTRARS", "Registrar", "build_parser", "main"]
 
@@ -22,6 +23,7 @@ REGISTRARS: list[Registrar] = [
     dlq_cmd.add_parser,
     targets_cmd.add_parser,
     certs_cmd.add_parser,
+    console_cmd.add_parser,
 ]
 """The command groups, in the order ``failhook --help`` lists them."""
 
