@@ -162,9 +162,10 @@ def _as_db(value: Any) -> Any:
 
 
 def generate(
-    entries: int, seed: int = 7
+    entries: int, seed: int = 7, span_us: int = SPAN_US
 ) -> tuple[list[str], list[str], Iterator[tuple[tuple[Any, ...], ...]]]:
-    """The run and DLQ column names, and ``(run row, DLQ row)`` pairs in dead-letter time order."""
+    """The run and DLQ column names, and ``(run row, DLQ row)`` pairs in dead-letter time order
+    (spread over the ``span_us`` microseconds that end an hour ago)."""
     rng = random.Random(seed)
     sample_run, sample_dl = _template(WORKFLOWS[0], STEPS[0], STATUSES[0], False)
     run_columns, dl_columns = _columns(runs, sample_run), _columns(dead_letters, sample_dl)
@@ -181,8 +182,8 @@ def generate(
     weights = [1 / (k + 1) for k in range(len(WORKFLOWS))]
     r_index = {c: i for i, c in enumerate(run_columns)}
     d_index = {c: i for i, c in enumerate(dl_columns)}
-    start = time.time_ns() // 1000 - SPAN_US - 3_600_000_000
-    gap = max(1, SPAN_US // max(1, entries))
+    start = time.time_ns() // 1000 - span_us - 3_600_000_000
+    gap = max(1, span_us // max(1, entries))
 
     def pairs() -> Iterator[tuple[tuple[Any, ...], ...]]:
         workflows = rng.choices(WORKFLOWS, weights, k=entries)
@@ -225,9 +226,9 @@ def _batches(
         yield run_rows, dl_rows
 
 
-def fill_sqlite(path: Path, entries: int, progress: Callable[[int], None]) -> None:
+def fill_sqlite(path: Path, entries: int, progress: Callable[[int], None], span_us: int = SPAN_US) -> None:
     """Insert ``entries`` DLQ entries and their runs with executemany, 50,000 per transaction."""
-    run_columns, dl_columns, pairs = generate(entries)
+    run_columns, dl_columns, pairs = generate(entries, span_us=span_us)
     insert_run = f"INSERT INTO runs ({', '.join(run_columns)}) VALUES ({', '.join('?' * len(run_columns))})"
     insert_dl = (
         f"INSERT INTO dead_letters ({', '.join(dl_columns)}) VALUES ({', '.join('?' * len(dl_columns))})"

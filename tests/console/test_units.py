@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 from starlette.datastructures import QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
+from failhook.client import OrchestratorClient
 from failhook.console import charts
 from failhook.console.access import COOKIE_NAME, MAX_FORM_BYTES, AccessGuard, Sessions, form_of
 from failhook.console.filters import FilterError, dead_letter_query, run_query
+from failhook.console.snapshots import MAX_AGE_SECONDS, OverviewSnapshots
 from failhook.console.stats import OTHER, TOP_GROUPS, Fact, summarize
 from failhook.v1 import dead_letter_service_pb2 as dl
 from failhook.v1 import run_pb2
@@ -187,3 +191,46 @@ async def test_the_guard_checks_session_origin_type_size_and_token() -> None:
 def test_the_access_token_must_be_long() -> None:
     with pytest.raises(ValueError, match="at least 16"):
         AccessGuard(_Exchange()._app, "short")
+
+
+class _FakeLister:
+    """Lists one dead letter once ``release`` is set; fails while ``fail`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.calls = 0
+        self.fail = False
+
+    async def list_dead_letters(
+        self, selected: dl.DeadLetterFilter, *, page_size: int, page_token: str
+    ) -> dl.ListDeadLettersResponse:
+        self.calls += 1
+        await self.release.wait()
+        if self.fail:
+            raise RuntimeError("orchestrator gone")
+        entry = dl.DeadLetter(dead_letter_id="d", run=run_pb2.WorkflowRun(workflow="w", endpoint="t"))
+        entry.dead_letter_time.FromDatetime(datetime.now(UTC))
+        return dl.ListDeadLettersResponse(dead_letters=[entry])
+
+
+async def test_overview_snapshots_count_in_the_background_and_are_kept_for_a_while() -> None:
+    now = [0.0]
+    lister = _FakeLister()
+    client = cast(OrchestratorClient, lister)
+    snapshots = OverviewSnapshots(client, 100, clock=lambda: now[0], wait_seconds=0.01)
+    first = await snapshots.get()
+    assert first.counting and first.overview is None and lister.calls == 1
+    lister.release.set()
+    await snapshots.wait()
+    done = await snapshots.get()
+    assert done.overview is not None and done.overview.by_workflow_24h.total == 1
+    assert (await snapshots.get()).overview is done.overview and lister.calls == 1  # still fresh
+    now[0] = MAX_AGE_SECONDS + 1
+    again = await snapshots.get()  # stale: counted again, within the wait
+    assert not again.counting and again.overview is not done.overview and lister.calls == 2
+
+    lister.fail = True
+    failed = await snapshots.get(refresh=True)
+    assert isinstance(failed.error, RuntimeError) and failed.overview is again.overview
+    assert (await snapshots.get()).error is None  # shown once; the next visit counts again
+    await snapshots.close()

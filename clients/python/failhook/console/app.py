@@ -15,6 +15,7 @@ from failhook.client import OrchestratorClient
 from . import actions, pages
 from .access import AccessGuard, Sessions
 from .rendering import PACKAGE_DIR
+from .snapshots import OverviewSnapshots
 from .stats import DEFAULT_SCAN_LIMIT
 
 __all__ = ["create_app"]
@@ -44,10 +45,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = connect()
         app.state.client = client
-        app.state.scan_limit = scan_limit
+        app.state.snapshots = OverviewSnapshots(client, scan_limit)
         try:
             yield
         finally:
+            await app.state.snapshots.close()
             await client.close()
 
     routes = [

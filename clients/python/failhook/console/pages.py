@@ -6,18 +6,15 @@ failed call is shown with its status code (see :func:`failhook.console.rendering
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-
 import grpc
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from failhook.client import OrchestratorClient
 
-from . import stats
 from .filters import FilterError, dead_letter_query, run_query
 from .rendering import render, render_rpc_error
+from .snapshots import OverviewSnapshots
 
 __all__ = [
     "NOTICES",
@@ -133,11 +130,13 @@ async def run_page(request: Request) -> Response:
 
 async def overview_page(request: Request) -> Response:
     """Chart dead letters over the last 24 hours and 7 days, and list the top failing targets."""
-    started = time.monotonic()
-    try:
-        overview = await stats.collect(
-            client_of(request), now=datetime.now(UTC), limit=request.app.state.scan_limit
-        )
-    except grpc.aio.AioRpcError as err:
-        return render_rpc_error(request, err, "Count the dead letters")
-    return render(request, "overview.html", overview=overview, took=time.monotonic() - started)
+    snapshots: OverviewSnapshots = request.app.state.snapshots
+    if request.query_params.get("refresh") == "1":
+        await snapshots.get(refresh=True)
+        return RedirectResponse("/overview", status_code=303)  # so that reloads do not count again
+    snapshot = await snapshots.get()
+    if isinstance(snapshot.error, grpc.aio.AioRpcError):
+        return render_rpc_error(request, snapshot.error, "Count the dead letters")
+    if snapshot.error is not None:
+        raise snapshot.error
+    return render(request, "overview.html", snapshot=snapshot, overview=snapshot.overview)

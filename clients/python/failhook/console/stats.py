@@ -161,7 +161,11 @@ def _fact(entry: dl_pb.DeadLetter) -> Fact:
 
 
 async def collect(
-    client: OrchestratorClient, *, now: datetime | None = None, limit: int = DEFAULT_SCAN_LIMIT
+    client: OrchestratorClient,
+    *,
+    now: datetime | None = None,
+    limit: int = DEFAULT_SCAN_LIMIT,
+    progress: Callable[[int], None] | None = None,
 ) -> Overview:
     """Read the last seven days of dead letters through the API and count them.
 
@@ -169,6 +173,7 @@ async def collect(
         client: A client with the ``read`` role.
         now: The current time; the clock's by default.
         limit: The most entries to read.
+        progress: Called with the number of entries read after each page.
 
     Returns:
         The overview.
@@ -188,6 +193,8 @@ async def collect(
         size = min(_PAGE, limit - len(facts))
         page = await client.list_dead_letters(selected, page_size=size, page_token=token)
         facts.extend(_fact(entry) for entry in page.dead_letters)
+        if progress is not None:
+            progress(len(facts))
         token = page.next_page_token
         if not token:
             break
