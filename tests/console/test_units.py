@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import cast
 
 import pytest
 from starlette.datastructures import QueryParams
 from starlette.types import Message, Receive, Scope, Send
 
+from failhook.cli import main
+from failhook.cli.connection import UsageError
 from failhook.client import OrchestratorClient
 from failhook.console import charts
 from failhook.console.access import COOKIE_NAME, MAX_FORM_BYTES, AccessGuard, Sessions, form_of
+from failhook.console.command import bind
 from failhook.console.filters import FilterError, dead_letter_query, run_query
 from failhook.console.snapshots import MAX_AGE_SECONDS, OverviewSnapshots
 from failhook.console.stats import OTHER, TOP_GROUPS, Fact, summarize
@@ -234,3 +239,26 @@ async def test_overview_snapshots_count_in_the_background_and_are_kept_for_a_whi
     assert isinstance(failed.error, RuntimeError) and failed.overview is again.overview
     assert (await snapshots.get()).error is None  # shown once; the next visit counts again
     await snapshots.close()
+
+
+def test_bind_listens_without_nagle_and_names_a_bad_address() -> None:
+    sock = bind("127.0.0.1:0")
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        with pytest.raises(UsageError, match="cannot listen on"):
+            bind(f"127.0.0.1:{sock.getsockname()[1]}")  # taken
+    finally:
+        sock.close()
+    for bad in ("8081", "127.0.0.1:http", "127.0.0.1:70000", ":8081"):
+        with pytest.raises(UsageError, match="--listen: expected HOST:PORT"):
+            bind(bad)
+
+
+def test_failhook_console_without_an_identity_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no var/certs here
+    assert main(["console", "--listen", "127.0.0.1:0"]) == 2
+    assert "no TLS identity" in capsys.readouterr().err
+    assert main(["console", "--insecure", "--listen", "nowhere"]) == 2
+    assert "--listen: expected HOST:PORT" in capsys.readouterr().err
