@@ -60,18 +60,19 @@ def _ensure_chromium() -> None:
     pytest.skip(reason)
 
 
-# The worker's workflows. "checkout" fails its "charge" step with a retryable UNAVAILABLE while
-# the payload's card is "expired" (so the step is attempted max_attempts times), and succeeds
-# with any other card; its hook answers. "refund" fails at once (non-retryable) and its hook
-# fails too, so its entries have a hook to retry.
+# The worker's workflows. "checkout" fails its "charge" step with a retryable INTERNAL while the
+# payload's card is "expired" (so the step is attempted max_attempts times; INTERNAL is an
+# application error, which never trips the target's circuit breaker), and succeeds with any
+# other card; its hook answers. "refund" fails at once (non-retryable) and has no failure
+# handler, so its hook fails (UNIMPLEMENTED, not retried) and its entries have a hook to retry.
 
 
 def _charge(payload: bytes) -> str:
     card = json.loads(payload)["card"]
     if card == "expired":
         raise StepError(
-            f"card {card}: the PSP is unreachable",
-            code=grpc.StatusCode.UNAVAILABLE,
+            f"card {card}: the PSP answered 500",
+            code=grpc.StatusCode.INTERNAL,
             response=b'{"psp": "timeout"}',
             metadata={"x-psp": "acme"},
         )
@@ -102,12 +103,6 @@ def build_worker(certs: DevCerts) -> Worker:
             raise NonRetryableError("customer has no e-mail address")
 
         return await ctx.run("notify", notify)
-
-    @refund.on_failure
-    async def refund_failed(
-        ctx: FailureContext, fail_status: int, fail_response: str, fail_headers: Mapping[str, str]
-    ) -> str | None:
-        raise RuntimeError("ticketing system down")
 
     return worker
 

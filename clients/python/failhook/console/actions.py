@@ -22,7 +22,7 @@ from failhook.client import OrchestratorClient
 
 from .access import form_of
 from .pages import client_of
-from .rendering import render, render_rpc_error
+from .rendering import render, render_rpc_error, unknown_action
 
 __all__ = ["ACTIONS", "Action", "confirm_page", "perform"]
 
@@ -133,23 +133,11 @@ async def _confirmation(
     )
 
 
-def _unknown(request: Request, name: str) -> Response:
-    return render(
-        request,
-        "error.html",
-        404,
-        action="Act on a dead letter",
-        code="NOT_FOUND",
-        details=f"no action named {name!r}",
-        hint="",
-    )
-
-
 async def confirm_page(request: Request) -> Response:
     """Show what an action will do, with the form that does it."""
     name = request.path_params["action"]
     if name not in ACTIONS:
-        return _unknown(request, name)
+        return unknown_action(request, "Act on a dead letter", name)
     return await _confirmation(request, name)
 
 
@@ -158,7 +146,7 @@ async def perform(request: Request) -> Response:
     name = request.path_params["action"]
     action = ACTIONS.get(name)
     if action is None:
-        return _unknown(request, name)
+        return unknown_action(request, "Act on a dead letter", name)
     dead_letter_id = request.path_params["dead_letter_id"]
     try:
         target = await action.run(client_of(request), dead_letter_id, dict(form_of(request)))

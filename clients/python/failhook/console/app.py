@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from failhook.client import OrchestratorClient
 
-from . import actions, pages
+from . import actions, pages, targets
 from .access import AccessGuard, Sessions
 from .rendering import PACKAGE_DIR
 from .snapshots import OverviewSnapshots
@@ -61,6 +61,10 @@ def create_app(
         Route("/runs", pages.runs_page),
         Route("/runs/{run_id}", pages.run_page),
         Route("/overview", pages.overview_page),
+        Route("/targets", targets.targets_page),
+        Route("/target", targets.target_page),
+        Route("/target/{action}", targets.target_action_page, methods=["GET"]),
+        Route("/target/{action}", targets.perform_target_action, methods=["POST"]),
         Mount("/static", StaticFiles(directory=PACKAGE_DIR / "static"), name="static"),
     ]
     middleware = [Middleware(AccessGuard, access_token=access_token, sessions=sessions)]

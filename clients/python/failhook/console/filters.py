@@ -28,7 +28,9 @@ __all__ = [
     "FilterError",
     "RunQuery",
     "dead_letter_query",
+    "page_size_of",
     "run_query",
+    "values_of",
 ]
 
 DEFAULT_PAGE_SIZE = 50
@@ -52,8 +54,16 @@ class FilterError(ValueError):
         self.field = field
 
 
-def _values(params: QueryParams, name: str) -> list[str]:
-    """Every non-empty value of a parameter, commas splitting a text field into several."""
+def values_of(params: QueryParams, name: str) -> list[str]:
+    """Return every non-empty value of a parameter, commas splitting a text field into several.
+
+    Args:
+        params: The query.
+        name: The parameter.
+
+    Returns:
+        The values, in order.
+    """
     found: list[str] = []
     for raw in params.getlist(name):
         found.extend(part.strip() for part in raw.split(",") if part.strip())
@@ -62,7 +72,7 @@ def _values(params: QueryParams, name: str) -> list[str]:
 
 def _parsed(params: QueryParams, name: str, parse: Callable[[str], T]) -> list[T]:
     try:
-        return [parse(value) for value in _values(params, name)]
+        return [parse(value) for value in values_of(params, name)]
     except argparse.ArgumentTypeError as err:
         raise FilterError(name, str(err)) from None
 
@@ -77,7 +87,12 @@ def _time(params: QueryParams, name: str, now: datetime | None) -> datetime | No
         raise FilterError(name, str(err)) from None
 
 
-def _page_size(params: QueryParams) -> int:
+def page_size_of(params: QueryParams) -> int:
+    """Return the ``page_size`` parameter, :data:`DEFAULT_PAGE_SIZE` when absent.
+
+    Raises:
+        FilterError: If it is not a whole number from 1 to :data:`MAX_PAGE_SIZE`.
+    """
     text = (params.get("page_size") or "").strip()
     if not text:
         return DEFAULT_PAGE_SIZE
@@ -166,8 +181,8 @@ def dead_letter_query(params: QueryParams, *, now: datetime | None = None) -> De
         FilterError: If a field holds an unusable value.
     """
     selected = dl_pb.DeadLetterFilter(
-        workflow=_values(params, "workflow"),
-        failed_step=_values(params, "failed_step"),
+        workflow=values_of(params, "workflow"),
+        failed_step=values_of(params, "failed_step"),
         hook_state=_parsed(params, "hook_state", parse_hook_state),
         fail_status=_parsed(params, "fail_status", parse_status_code),
     )
@@ -181,7 +196,7 @@ def dead_letter_query(params: QueryParams, *, now: datetime | None = None) -> De
     names = ("workflow", "failed_step", "hook_state", "fail_status", "after", "before", "page_size")
     return DeadLetterQuery(
         filter=selected,
-        page_size=_page_size(params),
+        page_size=page_size_of(params),
         page_token=params.get("page_token", ""),
         form=_form(params, names),
     )
@@ -205,11 +220,11 @@ def run_query(params: QueryParams, *, now: datetime | None = None) -> RunQuery:
     if after is not None and before is not None and before <= after:
         raise FilterError("before", "must be later than after")
     return RunQuery(
-        workflow=_values(params, "workflow"),
+        workflow=values_of(params, "workflow"),
         state=_parsed(params, "state", parse_run_state),
         created_after=after,
         created_before=before,
-        page_size=_page_size(params),
+        page_size=page_size_of(params),
         page_token=params.get("page_token", ""),
         form=_form(params, ("workflow", "state", "after", "before", "page_size")),
     )

@@ -17,11 +17,12 @@ from failhook.cli.output import EMPTY, format_duration, format_time, status_name
 from failhook.cli.views import hook_state_name, run_state_name
 from failhook.v1 import dead_letter_service_pb2 as dl_pb
 from failhook.v1 import run_pb2
+from failhook.v1 import target_service_pb2 as target_pb
 
 from . import charts
 from .access import CSRF_FIELD, csrf_token_of
 
-__all__ = ["HTTP_STATUS", "TEMPLATES", "body_text", "render", "render_rpc_error"]
+__all__ = ["HTTP_STATUS", "TEMPLATES", "body_text", "render", "render_rpc_error", "unknown_action"]
 
 PACKAGE_DIR = Path(__file__).parent
 
@@ -107,6 +108,8 @@ def _environment() -> Environment:
         origin=lambda value: run_pb2.RunOrigin.Name(value).removeprefix("RUN_ORIGIN_"),
         reason=lambda value: run_pb2.FailureReason.Name(value).removeprefix("FAILURE_REASON_"),
         kind=lambda value: run_pb2.StepKind.Name(value).removeprefix("STEP_KIND_"),
+        breaker=lambda value: target_pb.BreakerState.Name(value).removeprefix("BREAKER_STATE_"),
+        pause_source=lambda value: target_pb.PauseSource.Name(value).removeprefix("PAUSE_SOURCE_").lower(),
     )
     env.globals.update(
         EMPTY=EMPTY,
@@ -120,6 +123,7 @@ def _environment() -> Environment:
         HOOK_STATES=[n.removeprefix("HOOK_STATE_") for n in dl_pb.HookState.keys()][1:],  # noqa: SIM118
         STATUS_CODES=[code.name for code in grpc.StatusCode if code is not grpc.StatusCode.OK],
         HOOK_FAILED=dl_pb.HOOK_STATE_FAILED,
+        BREAKER_STATES=[n.removeprefix("BREAKER_STATE_") for n in target_pb.BreakerState.keys()][1:],  # noqa: SIM118
     )
     return env
 
@@ -165,4 +169,26 @@ def render_rpc_error(request: Request, error: grpc.aio.AioRpcError, action: str)
         code=code.name,
         details=error.details() or "",
         hint=_HINTS.get(code, ""),
+    )
+
+
+def unknown_action(request: Request, what: str, name: str) -> Response:
+    """Show that an action's URL names no action (404).
+
+    Args:
+        request: The request.
+        what: What the console was asked to do, e.g. ``"Act on a dead letter"``.
+        name: The unknown action's name.
+
+    Returns:
+        The error page.
+    """
+    return render(
+        request,
+        "error.html",
+        404,
+        action=what,
+        code="NOT_FOUND",
+        details=f"no action named {name!r}",
+        hint="",
     )
