@@ -73,7 +73,7 @@ def _charge(payload: bytes) -> str:
         raise StepError(
             f"card {card}: the PSP answered 500",
             code=grpc.StatusCode.INTERNAL,
-            response=b'{"psp": "timeout"}',
+            response=b'{"psp": "internal error"}',
             metadata={"x-psp": "acme"},
         )
     return f"charged {card}"

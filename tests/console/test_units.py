@@ -174,6 +174,9 @@ async def test_the_guard_checks_session_origin_type_size_and_token() -> None:
 
     await exchange.call("GET", "/runs", base)
     assert exchange.status == 200 and exchange.headers["x-frame-options"] == "DENY"
+    assert exchange.headers["cache-control"] == "no-store"
+    await exchange.call("GET", "/static/console.css", base)
+    assert exchange.headers["cache-control"] == "private, max-age=3600"
     await exchange.call("DELETE", "/runs", base)
     assert exchange.status == 405
     await exchange.call(

@@ -13,7 +13,7 @@
    origin; anything else is refused (403) before the route runs. Routes that change nothing
    are ``GET``; other methods are refused (405).
 3. **Headers.** Every response forbids framing, scripts and caching (the console serves no
-   JavaScript at all) and sends no referrer.
+   JavaScript at all; only the stylesheet may be cached) and sends no referrer to other sites.
 
 The guard parses each ``POST`` body itself (URL-encoded only, at most :data:`MAX_FORM_BYTES`)
 and hands the fields to the route as :func:`form_of`, so no multipart parser is needed.
@@ -71,6 +71,10 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "cache-control": "no-store",
 }
 """Sent with every response."""
+STATIC_PREFIX = "/static/"
+"""Where the console's stylesheet is served from."""
+STATIC_CACHE_CONTROL = "private, max-age=3600"
+"""What static files send instead of ``no-store``."""
 
 
 def new_access_token() -> str:
@@ -199,10 +203,15 @@ class AccessGuard:
             await self._app(scope, receive, send)
             return
 
+        static = scope["path"].startswith(STATIC_PREFIX)
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers.extend((k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items())
+                if static:  # the stylesheet may be kept by the browser; pages never are
+                    headers = [(k, v) for k, v in headers if k != b"cache-control"]
+                    headers.append((b"cache-control", STATIC_CACHE_CONTROL.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
