@@ -34,3 +34,13 @@ async def execute(database_url: str, sql: str, **params: Any) -> None:
             await conn.execute(text(sql), params)
     finally:
         await engine.dispose()
+
+
+async def count_rows(database_url: str, table: str) -> int:
+    """How many rows ``table`` holds (read beside the orchestrator, not through its API)."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+    finally:
+        await engine.dispose()

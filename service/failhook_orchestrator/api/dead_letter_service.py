@@ -10,6 +10,8 @@ import grpc
 from failhook.v1 import dead_letter_service_pb2 as pb
 from failhook.v1 import dead_letter_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
+from failhook_orchestrator.engine import limits
+from failhook_orchestrator.engine.errors import NotFoundError
 from failhook_orchestrator.engine.model import DeadLetterRecord, now_us
 from failhook_orchestrator.engine.ports import DeadLetterQuery
 from failhook_orchestrator.engine.service import Engine, ResumeChanges
@@ -20,6 +22,7 @@ from .errors import invalid_argument, maps_errors
 from .pagination import page_size
 from .shared import ApiShared
 from .validation import (
+    enum_filter,
     resolve_policy,
     validate_headers,
     validate_id,
@@ -40,14 +43,10 @@ def _query(
 ) -> DeadLetterQuery:
     for i, name in enumerate(filter_.workflow):
         validate_workflow(f"{prefix}workflow[{i}]", name)
-    states = tuple(sorted(set(filter_.hook_state)))
-    if any(s not in (1, 2, 3) for s in states):
-        raise invalid_argument(f"{prefix}hook_state", f"holds unknown hook states {list(states)}")
+    states = enum_filter(f"{prefix}hook_state", filter_.hook_state, limits.HOOK_STATE_VALUES)
     statuses = tuple(sorted(set(filter_.fail_status)))
-    if any(not 0 <= s <= 16 for s in statuses):
-        raise invalid_argument(
-            f"{prefix}fail_status", f"holds values that are not gRPC codes: {list(statuses)}"
-        )
+    if bad := limits.unknown_codes(statuses, limits.STATUS_CODES):
+        raise invalid_argument(f"{prefix}fail_status", f"holds values that are not gRPC codes: {bad}")
     after = before = None
     if filter_.HasField("dead_lettered_after"):
         after = validate_timestamp(f"{prefix}dead_lettered_after", filter_.dead_lettered_after)
@@ -119,7 +118,9 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         """Continue the entry's run from its failed step as a new linked run."""
         dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
         changes = ResumeChanges(
-            payload=request.payload if request.HasField("payload") else None,
+            payload=self._shared.limits.payload("payload", request.payload)
+            if request.HasField("payload")
+            else None,
             headers=validate_headers("headers", request.headers),
             replace_headers=request.replace_headers,
             retry_policy=resolve_policy("retry_policy", request.retry_policy, self._shared.default_policy)
@@ -178,10 +179,13 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         run_ids = []
         selected, query = await self._select(request.filter, request.all, request.limit)
         for dead_letter_id in selected:
-            if resume:
-                run = await self._engine.resume(dead_letter_id, ResumeChanges())
-            else:
-                run = await self._engine.restart(dead_letter_id)
+            try:
+                if resume:
+                    run = await self._engine.resume(dead_letter_id, ResumeChanges())
+                else:
+                    run = await self._engine.restart(dead_letter_id)
+            except NotFoundError:  # deleted or redriven meanwhile: not an error of this call
+                continue
             run_ids.append(run.run_id)
             action = "dlq.resume" if resume else "dlq.restart"
             audit_log(action, caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id)

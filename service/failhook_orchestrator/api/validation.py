@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from google.protobuf.duration_pb2 import Duration
@@ -19,6 +19,7 @@ from .errors import invalid_argument
 __all__ = [
     "Limits",
     "duration_seconds",
+    "enum_filter",
     "resolve_policy",
     "validate_headers",
     "validate_id",
@@ -82,8 +83,10 @@ def validate_target(field: str, value: str, *, required: bool) -> str:
         if required:
             raise invalid_argument(field, "is required")
         return value
-    if len(value) > MAX_TARGET or any(c.isspace() for c in value):
-        raise invalid_argument(field, f"{value[:80]!r} is not a gRPC target")
+    if len(value) > MAX_TARGET or any(c.isspace() or not c.isprintable() for c in value):
+        raise invalid_argument(
+            field, f"{value[:80]!r} is not a gRPC target (no spaces or control characters such as NUL)"
+        )
     if value.startswith(("unix:", "unix-abstract:")):
         if value.split(":", 1)[1].strip("/"):
             return value
@@ -102,6 +105,15 @@ def validate_target(field: str, value: str, *, required: bool) -> str:
             field, f"{value!r} is not a gRPC target (expected host:port, dns:///host:port or unix:path)"
         )
     return value
+
+
+def enum_filter(field: str, values: Iterable[int], known: frozenset[int]) -> tuple[int, ...]:
+    """A filter on an enum: the distinct values, sorted; empty (no filter) if it holds the
+    UNSPECIFIED 0, which the contract defines as "any"; INVALID_ARGUMENT for unknown values."""
+    chosen = set(values)
+    if bad := sorted(chosen - known - {0}):
+        raise invalid_argument(field, f"holds unknown values {bad} (known: {sorted(known)})")
+    return () if 0 in chosen else tuple(sorted(chosen))
 
 
 def validate_timestamp(field: str, ts: Timestamp) -> int:

@@ -10,16 +10,18 @@ from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as pb
 from failhook.v1 import workflow_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
+from failhook_orchestrator.engine import limits
 from failhook_orchestrator.engine.model import Run
 from failhook_orchestrator.engine.ports import RunQuery
 from failhook_orchestrator.engine.service import Engine, RunSpec
 from failhook_orchestrator.telemetry import current_traceparent
 
 from . import listing
-from .errors import invalid_argument, maps_errors
+from .errors import maps_errors
 from .pagination import page_size
 from .shared import ApiShared
 from .validation import (
+    enum_filter,
     resolve_policy,
     validate_headers,
     validate_run_id,
@@ -75,9 +77,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
         reading = listing.reading_for(request.view, self._shared.reading)
         for i, name in enumerate(request.workflow):
             validate_workflow(f"workflow[{i}]", name)
-        states = tuple(sorted(set(request.state)))
-        if any(s not in range(1, 8) for s in states):
-            raise invalid_argument("state", f"holds unknown states {list(states)}")
+        states = enum_filter("state", request.state, limits.RUN_STATE_VALUES)
         after = (
             validate_timestamp("create_time_after", request.create_time_after)
             if request.HasField("create_time_after")

@@ -19,11 +19,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
+from failhook.client import SERVER_DEFAULT_BULK_LIMIT
+
 from .connection import CommandError
 
 __all__ = ["SERVER_DEFAULT_BATCH", "BatchResult", "BulkCall", "BulkOutcome", "run_bulk"]
 
-SERVER_DEFAULT_BATCH = 500
+SERVER_DEFAULT_BATCH = SERVER_DEFAULT_BULK_LIMIT
 """The batch the server uses when a Bulk call's ``limit`` is 0 (as the contract documents)."""
 
 
