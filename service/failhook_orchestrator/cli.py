@@ -57,6 +57,17 @@ def _parser() -> argparse.ArgumentParser:
         "--database",
         help=f"SQLAlchemy URL, default sqlite+aiosqlite:///var/failhook.db ({env} FAILHOOK_DATABASE)",
     )
+    serve_cmd.add_argument(
+        "--database-pool-size",
+        dest="database_pool_size",
+        help=f"pooled connections of a PostgreSQL replica, default 10 ({env} FAILHOOK_DATABASE_POOL_SIZE)",
+    )
+    serve_cmd.add_argument(
+        "--database-sqlite-synchronous",
+        dest="database_sqlite_synchronous",
+        help="FULL (default: a commit survives power loss) or NORMAL"
+        f" ({env} FAILHOOK_DATABASE_SQLITE_SYNCHRONOUS)",
+    )
     serve_cmd.add_argument("--tls-ca", dest="tls_ca", help=f"CA bundle for mTLS ({env} FAILHOOK_TLS_CA)")
     serve_cmd.add_argument(
         "--tls-cert", dest="tls_cert", help=f"the orchestrator's certificate ({env} FAILHOOK_TLS_CERT)"
@@ -70,10 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         help=f"plaintext, no authentication: development only ({env} FAILHOOK_INSECURE)",
     )
     serve_cmd.add_argument(
-        "--grace-period", dest="grace_period", type=float, help="shutdown grace in seconds"
+        "--grace-period", dest="grace_period", help=f"shutdown grace in seconds ({env} FAILHOOK_GRACE_PERIOD)"
     )
-    serve_cmd.add_argument("--log-format", dest="log_format", choices=("text", "json"))
-    serve_cmd.add_argument("--log-level", dest="log_level")
+    serve_cmd.add_argument(
+        "--log-format", dest="log_format", help=f"text or json ({env} FAILHOOK_LOG_FORMAT)"
+    )
+    serve_cmd.add_argument(
+        "--log-level", dest="log_level", help=f"e.g. INFO, DEBUG ({env} FAILHOOK_LOG_LEVEL)"
+    )
     return parser
 
 
@@ -86,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"failhook-orchestrator: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_format, settings.log_level)
+    _setup_logging(settings.log.format, settings.log.level)
     configure_from_environment()
     try:
         uvloop.run(serve(settings))

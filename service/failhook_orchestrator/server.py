@@ -32,17 +32,14 @@ from .api import registration as api
 from .config import Settings
 from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
-from .engine.limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
 from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
-from .engine.runtime import Runtime, RuntimeSettings
+from .engine.runtime import Runtime
 from .engine.service import Engine
 from .engine.target_control import LocalTargetControl
 from .engine.targets import TargetRegistry
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
-from .store.database import DEFAULT_POOL_SIZE
-from .store.dialect import SqliteSynchronous
 from .telemetry import Metrics
 
 __all__ = ["INSECURE_HEALTH_SERVICE", "Orchestrator", "serve"]
@@ -91,8 +88,8 @@ class Orchestrator:
         self._dlq_depth: int | None = None
         self._serving = False
         self._health_tasks: set[asyncio.Task[None]] = set()
-        # The targets' breakers; [breaker] settings are wired in with the config (breaker_config.py).
-        self.targets = TargetRegistry()
+        # The targets' breakers: [breaker] and [targets."host:port".breaker] (breaker_config.py).
+        self.targets = TargetRegistry(settings.breaker.settings, settings.breaker.overrides)
 
     @property
     def engine(self) -> Engine:
@@ -114,12 +111,10 @@ class Orchestrator:
                 "!!! INSECURE: plaintext gRPC, no client authentication, every caller is admin. "
                 "Development only: never expose this orchestrator. !!!"
             )
-        # Settings the api side adds to config.py (Settings.db_pool_size, .sqlite_synchronous,
-        # .max_step_output_bytes); their defaults hold until then.
         self._store = await open_store(
-            s.database,
-            pool_size=getattr(s, "db_pool_size", DEFAULT_POOL_SIZE),
-            sqlite_synchronous=getattr(s, "sqlite_synchronous", SqliteSynchronous.FULL),
+            s.database.url,
+            pool_size=s.database.pool_size,
+            sqlite_synchronous=s.database.sqlite_synchronous,
         )
         self._store.on_health(lambda _writable: self._refresh_health())
         self._pool = ChannelPool(self._channel_factory())
@@ -127,19 +122,7 @@ class Orchestrator:
             in_flight=lambda: self.engine.runtime.in_flight, dlq_depth=lambda: self._dlq_depth
         )
         self._dispatcher = GrpcDispatcher(self._pool)
-        self._runtime = Runtime(
-            self._store,
-            self._dispatcher,
-            RuntimeSettings(
-                max_concurrent_dispatches=s.max_concurrent_dispatches,
-                lease_seconds=s.lease_seconds,
-                heartbeat_seconds=s.heartbeat_seconds,
-                claim_interval_seconds=s.claim_interval_seconds,
-                hook_policy=s.hook_policy,
-                max_step_output_bytes=getattr(s, "max_step_output_bytes", DEFAULT_MAX_STEP_OUTPUT_BYTES),
-            ),
-            self._metrics,
-        )
+        self._runtime = Runtime(self._store, self._dispatcher, s.runtime, self._metrics)
         self._runtime.on_loop_died = lambda _name: self._refresh_health()
         self._engine = Engine(self._store, self._runtime)
         await self._runtime.start(steal_leases=self._store.single_node)
@@ -154,7 +137,7 @@ class Orchestrator:
             ],
             options=[
                 *tls.server_options(),
-                ("grpc.max_receive_message_length", s.max_payload_bytes + 64 * 1024),
+                ("grpc.max_receive_message_length", s.api.max_payload_bytes + 64 * 1024),
             ],
         )
         await api.add_services(server, self._engine, LocalTargetControl(self.targets), s)
@@ -170,8 +153,8 @@ class Orchestrator:
         if s.insecure:
             self.port = server.add_insecure_port(s.listen)
         else:
-            assert s.tls_ca and s.tls_cert and s.tls_key
-            creds = tls.server_credentials(tls.TLSFiles(ca=s.tls_ca, cert=s.tls_cert, key=s.tls_key))
+            assert s.tls.ca and s.tls.cert and s.tls.key
+            creds = tls.server_credentials(tls.TLSFiles(ca=s.tls.ca, cert=s.tls.cert, key=s.tls.key))
             self.port = server.add_secure_port(s.listen, creds)
         if self.port == 0:
             raise OSError(f"cannot listen on {s.listen}")
@@ -188,7 +171,7 @@ class Orchestrator:
         # full passes, whose pauses otherwise showed in ListDeadLetters' p99 (bench/README.md).
         gc.collect()
         gc.freeze()
-        if s.dlq_retention_days > 0:
+        if s.dlq.retention_days > 0:
             self._purge_task = asyncio.get_running_loop().create_task(
                 self._purge_loop(), name="failhook-dlq-retention"
             )
@@ -198,7 +181,7 @@ class Orchestrator:
             host,
             self.port,
             "PLAINTEXT" if s.insecure else "mTLS",
-            _redact(s.database),
+            _redact(s.database.url),
         )
         return self.port
 
@@ -269,8 +252,8 @@ class Orchestrator:
             # No client interceptor: the dispatcher makes the client spans and injects traceparent.
             if s.insecure:
                 return grpc.aio.insecure_channel(target, options=options)
-            assert s.tls_ca and s.tls_cert and s.tls_key
-            files = tls.TLSFiles(ca=(override and override.ca) or s.tls_ca, cert=s.tls_cert, key=s.tls_key)
+            assert s.tls.ca and s.tls.cert and s.tls.key
+            files = tls.TLSFiles(ca=(override and override.ca) or s.tls.ca, cert=s.tls.cert, key=s.tls.key)
             return grpc.aio.secure_channel(target, tls.channel_credentials(files), options=options)
 
         return factory
@@ -285,13 +268,13 @@ class Orchestrator:
             await asyncio.sleep(_DEPTH_INTERVAL_SECONDS)
 
     async def _purge_loop(self) -> None:
-        retention_us = int(self.settings.dlq_retention_days * 86400 * 1_000_000)
+        retention_us = int(self.settings.dlq.retention_days * 86400 * 1_000_000)
         while True:
             try:
                 purged = await self.engine.purge_dead_letters(now_us() - retention_us)
                 if purged:
                     log.info(
-                        "purged %d dead letters older than %s days", purged, self.settings.dlq_retention_days
+                        "purged %d dead letters older than %s days", purged, self.settings.dlq.retention_days
                     )
             except Exception:
                 log.exception("purging old dead letters failed")

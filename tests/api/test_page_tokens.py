@@ -97,10 +97,11 @@ async def test_the_database_key_outlives_a_restart_and_is_shared(
 async def test_a_configured_secret_signs_tokens(
     dev_certs: DevCerts, database_url: str, endpoint: str
 ) -> None:
-    async with started_harness(dev_certs, database_url, endpoint, page_token_secret="s3cret") as harness:
+    secret = "s3cret-of-this-deployment"
+    async with started_harness(dev_certs, database_url, endpoint, api_page_token_secret=secret) as harness:
         for _ in range(2):
             await harness.start({"steps": 0})
         token = (await harness.runs.ListRuns(ws.ListRunsRequest(page_size=1))).next_page_token
-        mine = PageTokens(hashlib.sha256(b"failhook page tokens\0s3cret").digest())
+        mine = PageTokens(hashlib.sha256(b"failhook page tokens\0s3cret-of-this-deployment").digest())
         filters: list[object] = [[], [], None, None]
         assert mine.decode(token, filters) is not None

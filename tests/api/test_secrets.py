@@ -59,7 +59,9 @@ async def test_sensitive_headers_are_redacted_in_every_read_and_forwarded_as_giv
 async def test_sensitive_header_names_are_configurable(
     dev_certs: DevCerts, database_url: str, endpoint: str
 ) -> None:
-    async with started_harness(dev_certs, database_url, endpoint, sensitive_headers=("x-tenant",)) as harness:
+    async with started_harness(
+        dev_certs, database_url, endpoint, api_sensitive_headers=("x-tenant",)
+    ) as harness:
         run = await harness.start({"steps": 0}, headers=HEADERS)
         assert dict(run.headers) == {**HEADERS, "x-tenant": REDACTED}
 

@@ -54,5 +54,7 @@ async def test_bulk_calls_get_a_deadline_that_scales_with_the_batch(
     assert code == 0
     ((limit, remaining),) = recorder.calls
     assert limit == int(batch)
-    expected = float(timeout[:-1]) + (limit or SERVER_DEFAULT_BULK_LIMIT) * BULK_SECONDS_PER_ENTRY
-    assert expected - 5 < remaining <= expected
+    base = float(timeout[:-1])
+    extra = (limit or SERVER_DEFAULT_BULK_LIMIT) * BULK_SECONDS_PER_ENTRY
+    # Far more than the base deadline (a loaded machine may take seconds to deliver the call).
+    assert base + extra / 2 < remaining <= base + extra

@@ -19,7 +19,7 @@ from failhook.v1 import dead_letter_service_pb2_grpc as dl_grpc
 from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as ws
 from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
-from failhook_orchestrator.config import Settings
+from failhook_orchestrator.config import Settings, replace_settings
 from failhook_orchestrator.engine.policy import RetryPolicy
 from failhook_orchestrator.server import Orchestrator
 
@@ -31,8 +31,25 @@ FAST_HOOK_POLICY = RetryPolicy(
 )
 
 
+#: Names the tests used before settings had sections, still accepted as overrides.
+_OLD_NAMES = {
+    "lease_seconds": "runtime_lease_seconds",
+    "heartbeat_seconds": "runtime_heartbeat_seconds",
+    "claim_interval_seconds": "runtime_claim_interval_seconds",
+    "max_concurrent_dispatches": "runtime_max_concurrent_dispatches",
+    "dlq_retention_days": "dlq_retention_days",
+    "max_payload_bytes": "api_max_payload_bytes",
+    "sensitive_headers": "api_sensitive_headers",
+    "page_token_secret": "api_page_token_secret",
+}
+
+
 def test_settings(certs: DevCerts, database: str, **overrides: Any) -> Settings:
-    """Settings of a fast orchestrator for tests (short leases and backoffs)."""
+    """Settings of a fast orchestrator for tests (short leases and backoffs).
+
+    ``overrides`` name settings as flags do (``runtime_lease_seconds=1.0``, ``database=url``),
+    or ``step_policy`` / ``hook_policy`` / ``roles`` / ``targets``.
+    """
     files = certs.tls_files("orchestrator")
     values: dict[str, Any] = {
         "listen": "127.0.0.1:0",
@@ -41,15 +58,15 @@ def test_settings(certs: DevCerts, database: str, **overrides: Any) -> Settings:
         "tls_cert": files.cert,
         "tls_key": files.key,
         "grace_period": 5.0,
-        "lease_seconds": 3.0,
-        "heartbeat_seconds": 0.5,
-        "claim_interval_seconds": 0.5,
+        "runtime_lease_seconds": 3.0,
+        "runtime_heartbeat_seconds": 0.5,
+        "runtime_claim_interval_seconds": 0.5,
         "step_policy": FAST_STEP_POLICY,
         "hook_policy": FAST_HOOK_POLICY,
         "dlq_retention_days": 0,
     }
-    values.update(overrides)
-    return Settings(**values)
+    values.update({_OLD_NAMES.get(name, name): value for name, value in overrides.items()})
+    return replace_settings(Settings(), **values)
 
 
 def client_channel(certs: DevCerts, port: int, identity: str = "orchestrator") -> grpc.aio.Channel:

@@ -20,11 +20,15 @@ SCRIPT = Path(sys.executable).with_name("failhook-orchestrator")
 _LISTENING = re.compile(r"listening on [^ ]+:(\d+) ")
 
 FAST_CONFIG = """
+grace_period = 5.0
+
+[runtime]
 lease_seconds = 2.0
 heartbeat_seconds = 0.5
 claim_interval_seconds = 0.5
-grace_period = 5.0
-dlq_retention_days = 0
+
+[dlq]
+retention_days = 0
 
 [step_policy]
 max_attempts = 4

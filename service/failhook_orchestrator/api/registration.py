@@ -49,9 +49,9 @@ def interceptors() -> list[grpc.aio.ServerInterceptor[Any, Any]]:
 
 async def page_token_key(settings: Settings) -> bytes:
     """The HMAC key of page tokens: from ``page_token_secret``, else the database's shared one."""
-    if settings.page_token_secret:
-        return hashlib.sha256(b"failhook page tokens\0" + settings.page_token_secret.encode()).digest()
-    return await shared_secret(settings.database, "page_token_key")
+    if settings.api.page_token_secret:
+        return hashlib.sha256(b"failhook page tokens\0" + settings.api.page_token_secret.encode()).digest()
+    return await shared_secret(settings.database.url, "page_token_key")
 
 
 async def add_services(
@@ -60,10 +60,10 @@ async def add_services(
     """Add WorkflowService and DeadLetterService (served by ``engine``) and TargetService to ``server``."""
     tokens = PageTokens(await page_token_key(settings))
     shared = ApiShared(
-        limits=Limits(settings.max_payload_bytes),
+        limits=Limits(settings.api.max_payload_bytes),
         default_policy=settings.step_policy,
         tokens=tokens,
-        reading=wire.Reading(sensitive_headers=frozenset(settings.sensitive_headers)),
+        reading=wire.Reading(sensitive_headers=frozenset(settings.api.sensitive_headers)),
     )
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(engine, shared), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(

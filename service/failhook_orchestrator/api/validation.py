@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
-_HEADER_KEY = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 _HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 _HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})")
 _RESERVED_HEADERS = frozenset({"content-type", "user-agent", "te", "host", "connection", "transfer-encoding"})
@@ -134,7 +133,7 @@ def validate_headers(field: str, headers: Mapping[str, str]) -> dict[str, str]:
     total = 0
     for key, value in headers.items():
         if (
-            not _HEADER_KEY.fullmatch(key)
+            not limits.HEADER_NAME.fullmatch(key)
             or key.startswith("grpc-")
             or key.endswith("-bin")
             or key in _RESERVED_HEADERS

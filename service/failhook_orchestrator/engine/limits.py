@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MAX_STEP_OUTPUT_BYTES",
     "ERROR_CODES",
     "ERROR_DOMAIN",
+    "HEADER_NAME",
     "HOOK_STATE_VALUES",
     "MAX_ATTEMPTS",
     "MAX_ATTEMPT_TIMEOUT_SECONDS",
@@ -77,6 +78,8 @@ HOOK_STATE_VALUES = frozenset(int(s) for s in HookState)
 #: A workflow name: 1-128 characters of letters, digits and ``._:/-``, alphanumeric first.
 WORKFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 WORKFLOW_NAME_RULE = "1-128 letters, digits and '._:/-', alphanumeric first"
+#: A run header's name (sent as gRPC metadata): lowercase letters, digits and ``_.-``.
+HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,127}")
 
 # -- durations and times -------------------------------------------------------------------
 #: Attempts of one step (or hook delivery), the first included.
