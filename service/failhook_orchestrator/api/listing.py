@@ -37,19 +37,18 @@ def reading_for(view: int, base: wire.Reading) -> wire.Reading:
     raise invalid_argument("view", f"{view} is not a RunView (RUN_VIEW_BASIC = 1, RUN_VIEW_FULL = 2)")
 
 
-# The one place a listing's view reaches the engine. Until Engine.list_runs / list_dead_letters
-# take ``include_details`` (keyword-only), they load everything and the conversion strips what
-# the view leaves out; then pass ``include_details=include_details`` in these two calls.
+# The one place a listing's view reaches the engine: the BASIC view loads no payloads, headers,
+# outputs or attempt histories, and the conversion (``wire.Reading``) shows none either.
 async def list_runs(engine: Engine, query: RunQuery, *, include_details: bool) -> RunPage:
     """One page of runs, loaded with or without their details."""
-    return await engine.list_runs(query)
+    return await engine.list_runs(query, include_details=include_details)
 
 
 async def list_dead_letters(
     engine: Engine, query: DeadLetterQuery, *, include_details: bool
 ) -> DeadLetterPage:
     """One page of dead letters, loaded with or without their runs' details."""
-    return await engine.list_dead_letters(query)
+    return await engine.list_dead_letters(query, include_details=include_details)
 
 
 def bounded_page(

@@ -156,8 +156,9 @@ class _RunViewEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_RunView.ValueT
     RUN_VIEW_BASIC: _RunView.ValueType  # 1
     """RUN_VIEW_BASIC leaves out everything of unbounded size: the payload, the headers, the
     output, step outputs and every attempt history (`pending_attempts`, `failure.attempts`), and
-    the failed attempt's `response` and `trailing_metadata`. States, times, ids, the retry
-    policy, the step count and the failure's step, code and message remain.
+    the failed attempt's `response` and `trailing_metadata`. A listed run has no `failure` (a
+    dead letter keeps its own `failure`: step, code and message); states, times, ids, the retry
+    policy and the step count remain.
     """
     RUN_VIEW_FULL: _RunView.ValueType  # 2
     """RUN_VIEW_FULL returns what GetRun (or GetDeadLetter) returns except the steps, which a
@@ -175,8 +176,9 @@ RUN_VIEW_UNSPECIFIED: RunView.ValueType  # 0
 RUN_VIEW_BASIC: RunView.ValueType  # 1
 """RUN_VIEW_BASIC leaves out everything of unbounded size: the payload, the headers, the
 output, step outputs and every attempt history (`pending_attempts`, `failure.attempts`), and
-the failed attempt's `response` and `trailing_metadata`. States, times, ids, the retry
-policy, the step count and the failure's step, code and message remain.
+the failed attempt's `response` and `trailing_metadata`. A listed run has no `failure` (a
+dead letter keeps its own `failure`: step, code and message); states, times, ids, the retry
+policy and the step count remain.
 """
 RUN_VIEW_FULL: RunView.ValueType  # 2
 """RUN_VIEW_FULL returns what GetRun (or GetDeadLetter) returns except the steps, which a

@@ -794,8 +794,9 @@ export enum RunView {
   /**
    * RUN_VIEW_BASIC leaves out everything of unbounded size: the payload, the headers, the
    * output, step outputs and every attempt history (`pending_attempts`, `failure.attempts`), and
-   * the failed attempt's `response` and `trailing_metadata`. States, times, ids, the retry
-   * policy, the step count and the failure's step, code and message remain.
+   * the failed attempt's `response` and `trailing_metadata`. A listed run has no `failure` (a
+   * dead letter keeps its own `failure`: step, code and message); states, times, ids, the retry
+   * policy and the step count remain.
    *
    * @generated from enum value: RUN_VIEW_BASIC = 1;
    */
