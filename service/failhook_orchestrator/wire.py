@@ -25,7 +25,6 @@ __all__ = [
     "EVERYTHING",
     "REDACTED",
     "Reading",
-    "bounded_duration_us",
     "dead_letter_to_proto",
     "duration_to_seconds",
     "micros_to_timestamp",
@@ -92,13 +91,6 @@ def _duration_s(seconds: float) -> Duration:
 def duration_to_seconds(d: Duration) -> float:
     """A Duration in seconds."""
     return float(d.seconds) + d.nanos / 1e9
-
-
-def bounded_duration_us(d: Duration, maximum_seconds: float) -> int:
-    """A Duration from a worker's answer (e.g. ``retry_after``) in microseconds, cut to
-    ``[0, maximum_seconds]``: what a worker asks for never stores a time a read cannot show."""
-    micros = d.seconds * 1_000_000 + d.nanos // 1000
-    return max(0, min(int(maximum_seconds * 1_000_000), micros))
 
 
 def policy_to_proto(policy: RetryPolicy) -> run_pb2.RetryPolicy:

@@ -11,7 +11,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from failhook.v1 import dead_letter_service_pb2 as dl
 from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as ws
-from failhook_orchestrator import wire
 from failhook_orchestrator.engine import limits
 from tests.support.harness import Harness
 
@@ -95,10 +94,3 @@ async def test_a_bad_stored_row_does_not_break_reads_or_listings(harness: Harnes
     entries = (await harness.dlq.ListDeadLetters(dl.ListDeadLettersRequest())).dead_letters
     assert [e.dead_letter_id for e in entries] == [dead.dead_letter_id]
     assert (await harness.dead_letter(dead.dead_letter_id)).run.finish_time == shown.finish_time
-
-
-def test_worker_durations_are_cut_to_the_documented_maximum() -> None:
-    largest = Duration(seconds=315_576_000_000, nanos=999_999_999)
-    assert wire.bounded_duration_us(largest, limits.MAX_RETRY_AFTER_SECONDS) == 86_400 * 1_000_000
-    assert wire.bounded_duration_us(Duration(seconds=-5), limits.MAX_RETRY_AFTER_SECONDS) == 0
-    assert wire.bounded_duration_us(Duration(nanos=1_500), 1.0) == 1
