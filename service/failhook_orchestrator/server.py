@@ -36,7 +36,6 @@ from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
 from .engine.runtime import Runtime
 from .engine.service import Engine
-from .engine.target_control import LocalTargetControl
 from .engine.targets import TargetRegistry
 from .security import AuthorizationInterceptor, RoleMap
 from .store import SqlRunStore, open_store
@@ -122,7 +121,7 @@ class Orchestrator:
             in_flight=lambda: self.engine.runtime.in_flight, dlq_depth=lambda: self._dlq_depth
         )
         self._dispatcher = GrpcDispatcher(self._pool)
-        self._runtime = Runtime(self._store, self._dispatcher, s.runtime, self._metrics)
+        self._runtime = Runtime(self._store, self._dispatcher, s.runtime, self._metrics, targets=self.targets)
         self._runtime.on_loop_died = lambda _name: self._refresh_health()
         self._engine = Engine(self._store, self._runtime)
         await self._runtime.start(steal_leases=self._store.single_node)
@@ -140,7 +139,7 @@ class Orchestrator:
                 ("grpc.max_receive_message_length", s.api.max_payload_bytes + 64 * 1024),
             ],
         )
-        await api.add_services(server, self._engine, LocalTargetControl(self.targets), s)
+        await api.add_services(server, self._engine, self._runtime.target_control(), s)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (

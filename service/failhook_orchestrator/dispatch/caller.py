@@ -32,6 +32,7 @@ from failhook_orchestrator.engine.outcomes import (
     StepOutcome,
 )
 
+from .availability import is_connection_failure
 from .channels import ChannelPool
 
 __all__ = ["GrpcDispatcher", "step_error_from_rpc_error"]
@@ -75,6 +76,7 @@ def step_error_from_rpc_error(error: grpc.aio.AioRpcError) -> StepErrored:
     retry_after = None
     if detail.HasField("retry_after"):
         retry_after = detail.retry_after.ToMicroseconds()
+    cooldown = detail.target_cooldown.ToMicroseconds() if detail.HasField("target_cooldown") else None
     return StepErrored(
         status_code=code.value[0],
         message=message,
@@ -83,6 +85,8 @@ def step_error_from_rpc_error(error: grpc.aio.AioRpcError) -> StepErrored:
         step_name=detail.step_name,
         retry_after_us=retry_after,
         non_retryable=detail.non_retryable,
+        connection_failure=is_connection_failure(error),
+        target_cooldown_us=cooldown if cooldown is not None and cooldown > 0 else None,
     )
 
 
@@ -155,7 +159,10 @@ class GrpcDispatcher:
             except grpc.aio.AioRpcError as error:
                 _record_status(span, error.code(), error.details())
                 return HookCallResult(
-                    ok=False, status_code=error.code().value[0], message=error.details() or ""
+                    ok=False,
+                    status_code=error.code().value[0],
+                    message=error.details() or "",
+                    connection_failure=is_connection_failure(error),
                 )
             _record_status(span, grpc.StatusCode.OK, None)
         if response is None:  # an answer that does not decode is a failed delivery

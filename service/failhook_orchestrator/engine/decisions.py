@@ -22,7 +22,15 @@ from .model import Attempt, FailureReason, Run, StepFailureRecord, StepKind, Ste
 from .outcomes import RunCompleted, SleepRequested, StepCompleted, StepErrored, StepOutcome
 from .states import RunState, move
 
-__all__ = ["Next", "StepDecision", "apply_outcome", "history_mismatch"]
+__all__ = [
+    "Next",
+    "StepDecision",
+    "apply_outcome",
+    "history_mismatch",
+    "park",
+    "park_after_failure",
+    "unpark",
+]
 
 #: Status codes of the failures the orchestrator records for a bad answer.
 _FAILED_PRECONDITION = 9
@@ -36,6 +44,7 @@ class Next(enum.Enum):
     WAIT = "wait"  # a timer: retry backoff or sleep; run.due_time says when
     SUCCEEDED = "succeeded"  # the run is done
     FAILED = "failed"  # the failure path: deliver the hook, then dead-letter
+    PARKED = "parked"  # the run waits for its target (breaker open, paused); the registry holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,8 @@ def apply_outcome(
         outcome = _cleaned(outcome)
     elif (too_big := _oversized(outcome, max_output_bytes)) is not None:
         outcome = too_big
+    if run.state is RunState.PARKED:  # a released run's call came back: it is no longer parked
+        unpark(run)
     if run.state is not RunState.RUNNING:  # a pending or waking run starts its step call
         move(run, RunState.RUNNING)
     run.update_time = end_time
@@ -105,6 +116,7 @@ def apply_outcome(
         )
         run.steps.append(step)
         run.pending_attempts = []
+        run.attempt_offset = 0
         if isinstance(outcome, SleepRequested):
             step.wake_time = end_time + outcome.duration_us
             move(run, RunState.SLEEPING)
@@ -117,27 +129,65 @@ def apply_outcome(
         run.output = outcome.output
         run.finish_time = end_time
         run.pending_attempts = []
+        run.attempt_offset = 0
         return StepDecision(Next.SUCCEEDED)
     return _on_error(run, outcome, start_time, end_time, rng)
 
 
 def _on_error(run: Run, error: StepErrored, start: int, end: int, rng: random.Random | None) -> StepDecision:
     policy = run.retry_policy
-    number = len(run.pending_attempts) + 1
+    number = len(run.pending_attempts) + 1  # its number in the history
+    budget = run.budget_attempt  # its number as the policy counts (afresh after a park)
     if error.protocol_error:
         return _fail(run, error, start, end, FailureReason.HISTORY_MISMATCH)
     if error.non_retryable or not policy.is_retryable_code(error.status_code):
         return _fail(run, error, start, end, FailureReason.NON_RETRYABLE)
-    if not policy.allows_another_attempt(number):
+    if not policy.allows_another_attempt(budget):
         return _fail(run, error, start, end, FailureReason.ATTEMPTS_EXHAUSTED)
     if error.retry_after_us is not None:
         delay_us = min(MAX_RETRY_AFTER_US, max(0, error.retry_after_us))
     else:
-        delay_us = int(policy.backoff(number, rng) * 1_000_000)
+        delay_us = int(policy.backoff(budget, rng) * 1_000_000)
     run.pending_attempts.append(_attempt(number, error, start, end, retryable=True, delay_us=delay_us))
     move(run, RunState.RUNNING)
     run.due_time = end + delay_us
     return StepDecision(Next.WAIT)
+
+
+def park(run: Run, *, reason: int, detail: str, park_time: int, target: str, now: int) -> None:
+    """Move ``run`` to PARKED, waiting for ``target`` (no attempt is used, no timer is armed)."""
+    move(run, RunState.PARKED)
+    run.park_reason, run.park_detail, run.park_time, run.park_target = reason, detail, park_time, target
+    run.due_time = None
+    run.update_time = now
+
+
+def park_after_failure(
+    run: Run,
+    error: StepErrored,
+    *,
+    start_time: int,
+    end_time: int,
+    reason: int,
+    detail: str,
+    park_time: int,
+    target: str,
+) -> None:
+    """Park ``run`` after an availability failure its target's breaker counted.
+
+    The failed attempt stays in the history (``pending_attempts``), but it does not use up the
+    retry policy's budget: that starts afresh when the run is released (``attempt_offset``).
+    """
+    error = _cleaned(error)
+    number = len(run.pending_attempts) + 1
+    run.pending_attempts.append(_attempt(number, error, start_time, end_time, retryable=True, delay_us=None))
+    run.attempt_offset = len(run.pending_attempts)
+    park(run, reason=reason, detail=detail, park_time=park_time, target=target, now=end_time)
+
+
+def unpark(run: Run) -> None:
+    """Clear a released run's park fields (its state moves on with its call's outcome)."""
+    run.park_reason, run.park_detail, run.park_time, run.park_target = 0, "", None, ""
 
 
 def _cleaned(error: StepErrored) -> StepErrored:

@@ -1,9 +1,17 @@
 """Driving a run's steps: call the endpoint, apply the outcome, persist it, go on or wait.
 
 One asyncio task drives one active run until it waits (a timer), ends, fails (handed to hook
-delivery) or is canceled. Concurrency is bounded by a semaphore around the outbound call. A
-store error does not lose the run: it is loaded again from its stored state after a backoff. A
-write refused because another replica took the run over (fencing) drops the run here.
+delivery), parks (its target takes no calls) or is canceled. Concurrency is bounded by a
+semaphore around the outbound call. A store error does not lose the run: it is loaded again
+from its stored state after a backoff. A write refused because another replica took the run
+over (fencing) drops the run here.
+
+Every step call asks the :class:`~.targets.TargetRegistry` first (``admit``) and tells it the
+result after (``record``, or ``abandon`` when the call did not happen). A run its target does not
+admit is persisted PARKED without using an attempt; an availability failure counted while the
+target's breaker is open parks the run too (the failed attempt stays in the history, the retry
+budget starts afresh at release). Parked runs wait in the registry, not on a timer: the
+runtime's release loop hands them back through :meth:`RunDriver.release`.
 """
 
 from __future__ import annotations
@@ -20,12 +28,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from failhook_orchestrator.telemetry import Metrics, run_context
 
 from .clock import Clock
-from .decisions import Next, apply_outcome
+from .decisions import Next, apply_outcome, park, park_after_failure, unpark
 from .hooks import HookDelivery, TimerKey
 from .model import Run
 from .outcomes import StepErrored, StepOutcome
 from .ports import Dispatcher, RunStore
 from .states import TERMINAL_STATES, RunState, move
+from .targets import Admission, Recorded, Released, TargetRegistry, step_call_result
 from .timers import TimerQueue
 
 __all__ = ["RunDriver"]
@@ -37,7 +46,7 @@ _RELOAD_MIN_US, _RELOAD_MAX_US = 100_000, 5_000_000
 
 
 class RunDriver:
-    """Drives runs step by step; parks waiting runs on the timers."""
+    """Drives runs step by step; waiting runs go on the timers, parked ones to the registry."""
 
     def __init__(
         self,
@@ -52,6 +61,8 @@ class RunDriver:
         max_output_bytes: int,
         keep_in_memory_seconds: float,
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
+        targets: TargetRegistry,
+        on_targets_changed: Callable[[], None],
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -70,6 +81,11 @@ class RunDriver:
         self.cancel_requested: set[str] = set()
         self._reload_failures: dict[str, int] = {}
         self.stopping = False
+        self._targets = targets
+        self._targets_changed = on_targets_changed
+        self.parked: dict[str, Run] = {}  # run id -> the parked run, queued in the registry
+        self._released: dict[str, Released] = {}  # released runs until their next attempt starts
+        self._release_when_done: set[str] = set()  # released while their driver task was ending
 
     def drive_soon(self, run: Run) -> None:
         """Start driving ``run`` unless it is driven already."""
@@ -78,17 +94,22 @@ class RunDriver:
         self.active[run.run_id] = self._spawn(self._drive(run), f"failhook-run-{run.run_id}")
 
     def adopt(self, run: Run) -> None:
-        """Take a claimed run: park it until it is due, or drive it now."""
-        if run.run_id in self.active or ("run", run.run_id) in self._timers:
+        """Take a claimed run: queue it for its target if parked, wait until it is due, or drive it."""
+        if run.run_id in self.active or ("run", run.run_id) in self._timers or run.run_id in self.parked:
             return
-        if run.state is RunState.FAILED:  # failed before its DLQ entry existed (an older version)
+        if run.state is RunState.PARKED:  # restored into the registry (order kept), not driven
+            self.parked[run.run_id] = run
+            target = run.park_target or run.endpoint
+            self._targets.restore(target, run.run_id, run.park_time or self._clock.now_us())
+            self._targets_changed()
+        elif run.state is RunState.FAILED:  # failed before its DLQ entry existed (an older version)
             self.drive_soon(run)
         elif run.due_time:
-            self.park(run)
+            self.wait_until_due(run)
         else:
             self.drive_soon(run)
 
-    def park(self, run: Run) -> None:
+    def wait_until_due(self, run: Run) -> None:
         """Wait for ``run.due_time`` on a timer (the run kept in memory when due soon)."""
         due = run.due_time or self._clock.now_us()
         keep = due - self._clock.now_us() <= self._keep_us
@@ -116,9 +137,42 @@ class RunDriver:
         if not self.stopping:
             self._timers.add(("run", run_id), self._clock.now_us() + delay, None)
 
+    async def release(self, released: Released) -> None:
+        """The registry released a parked run: drive it (its next admit lets it go)."""
+        run_id = released.run_id
+        if run_id in self.active:  # it parked a moment ago and its task is ending: drive it after
+            self._release_when_done.add(run_id)
+            self._released[run_id] = released
+            return
+        run = self.parked.pop(run_id, None)
+        if run is None:
+            try:
+                run = await self._store.get_run(run_id)
+            except Exception:
+                log.exception("loading released run %s failed; it stays parked", run_id)
+                self._targets.abandon(released.target, run_id)
+                self._targets.restore(released.target, run_id, released.park_time)
+                return
+        if run is None or run.state is not RunState.PARKED or self.stopping:
+            self._targets.abandon(released.target, run_id)
+            return
+        self._released[run_id] = released
+        self.drive_soon(run)
+
+    def forget_parked(self, run: Run) -> None:
+        """Drop a parked run from the registry (it is being canceled)."""
+        held = self.parked.pop(run.run_id, None)
+        self._released.pop(run.run_id, None)
+        target = (held or run).park_target or run.endpoint
+        if self._targets.forget(target, run.run_id):
+            self._targets_changed()
+
     async def cancel(self, run: Run) -> None:
         """Persist the move of a run no step call is in flight for to CANCELED."""
         self.cancel_requested.discard(run.run_id)
+        if run.state is RunState.PARKED:
+            self.forget_parked(run)
+            unpark(run)
         move(run, RunState.CANCELED)
         run.finish_time = run.update_time = self._clock.now_us()
         run.due_time = run.wake_time = None
@@ -143,6 +197,11 @@ class RunDriver:
             # right after the run parked itself finds it free to drive again.
             if self.active.get(run.run_id) is asyncio.current_task():
                 del self.active[run.run_id]
+                if run.run_id in self._release_when_done:
+                    self._release_when_done.discard(run.run_id)
+                    if run.state is RunState.PARKED and run.run_id in self.parked:
+                        del self.parked[run.run_id]
+                        self.drive_soon(run)
 
     async def _drive_steps(self, run: Run) -> None:
         while True:
@@ -155,7 +214,7 @@ class RunDriver:
                 await self.cancel(run)
                 return
             if run.due_time is not None and run.due_time > self._clock.now_us():
-                self.park(run)
+                self.wait_until_due(run)
                 return
             decision, kept = await self._step(run)
             if not kept:
@@ -164,26 +223,75 @@ class RunDriver:
                 return
             if decision is Next.DISPATCH:
                 continue
+            if decision is Next.PARKED:
+                return
             if decision is Next.WAIT:
                 if run.run_id in self.cancel_requested:
                     continue  # cancel at this boundary rather than after the wait
-                self.park(run)
+                self.wait_until_due(run)
                 return
             self.cancel_requested.discard(run.run_id)
             return
 
     async def _step(self, run: Run) -> tuple[Next, bool]:
-        """One step attempt: call, decide, persist. Returns the decision and whether the write held."""
+        """One step attempt: admit, call, decide, persist. Returns the decision and whether the write held."""
+        target = run.endpoint
+        await self._slots.acquire()
+        try:
+            admission = self._targets.admit(target, run.run_id)
+        except BaseException:
+            self._slots.release()
+            raise
+        if not admission.go:
+            self._slots.release()
+            self._targets_changed()
+            park(
+                run,
+                reason=int(admission.reason or 0),
+                detail=admission.detail,
+                park_time=admission.park_time or self._clock.now_us(),
+                target=target,
+                now=self._clock.now_us(),
+            )
+            self._telemetry.parked_at_admission(run, admission)
+            return Next.PARKED, await self._store_parked(run)
+        return await self._attempt(run, target)
+
+    async def _attempt(self, run: Run, target: str) -> tuple[Next, bool]:
+        """Make the admitted call (holding a slot, released after the call) and act on its outcome."""
         attempt = len(run.pending_attempts) + 1
         with self._telemetry.attempt_span(run, attempt) as span:
-            async with self._slots:
-                self.in_call.add(run.run_id)
-                try:
-                    start = self._clock.now_us()
-                    outcome = await self._dispatcher.run_step(run, attempt, run.retry_policy.attempt_timeout)
-                    end = self._clock.now_us()
-                finally:
-                    self.in_call.discard(run.run_id)
+            released = self._released.pop(run.run_id, None)
+            if released is not None:
+                self._telemetry.released(span, released, self._clock.now_us())
+            recorded: Recorded | None = None
+            self.in_call.add(run.run_id)
+            try:
+                start = self._clock.now_us()
+                outcome = await self._dispatcher.run_step(run, attempt, run.retry_policy.attempt_timeout)
+                end = self._clock.now_us()
+                recorded = self._targets.record(target, run.run_id, step_call_result(outcome))
+            finally:
+                self.in_call.discard(run.run_id)
+                self._slots.release()
+                if recorded is None:  # canceled or crashed: the call's probe slot must not leak
+                    self._targets.abandon(target, run.run_id)
+                self._targets_changed()
+            if recorded.park is not None and isinstance(outcome, StepErrored):
+                admission = recorded.park
+                park_after_failure(
+                    run,
+                    outcome,
+                    start_time=start,
+                    end_time=end,
+                    reason=int(admission.reason or 0),
+                    detail=admission.detail,
+                    park_time=admission.park_time or end,
+                    target=target,
+                )
+                self._telemetry.attempted(span, run, outcome, Next.PARKED, (end - start) / 1e6)
+                self._telemetry.parked(span, run, admission)
+                return Next.PARKED, await self._store_parked(run)
             decision = apply_outcome(
                 run,
                 outcome,
@@ -200,6 +308,18 @@ class RunDriver:
         if kept and decision.next is Next.SUCCEEDED:
             self._metrics.runs_finished.add(1, {"failhook.workflow": run.workflow, "outcome": "succeeded"})
         return decision.next, kept
+
+    async def _store_parked(self, run: Run) -> bool:
+        """Persist a run that parked; keep it here until the registry releases it."""
+        self.parked[run.run_id] = run
+        try:
+            kept = await self._store.save_progress(run, None)
+        except BaseException:
+            self.forget_parked(run)  # it is loaded again from the store and parks again
+            raise
+        if not kept:
+            self.forget_parked(run)
+        return kept
 
 
 class _StepTelemetry:
@@ -220,6 +340,39 @@ class _StepTelemetry:
                 "failhook.workflow": run.workflow,
                 "failhook.step.index": len(run.steps),
                 "failhook.attempt": attempt,
+            },
+        )
+
+    def parked_at_admission(self, run: Run, admission: Admission) -> None:
+        """A span for a run that parked before its call (its target admits nothing now)."""
+        with self._tracer.start_as_current_span(
+            "failhook.run.park",
+            context=run_context(run.trace_context),
+            kind=SpanKind.INTERNAL,
+            attributes={"failhook.run_id": run.run_id, "failhook.workflow": run.workflow},
+        ) as span:
+            self.parked(span, run, admission)
+
+    def parked(self, span: trace.Span, run: Run, admission: Admission) -> None:
+        """The span event of a run that parks, and the gauge's count."""
+        span.add_event(
+            "failhook.run.parked",
+            {
+                "failhook.target": run.park_target,
+                "failhook.park.reason": admission.reason.name if admission.reason else "",
+                "failhook.park.detail": admission.detail,
+            },
+        )
+        span.set_attribute("failhook.run.state", run.state.name)
+
+    def released(self, span: trace.Span, released: Released, now: int) -> None:
+        """The span event of a parked run's first attempt after its release."""
+        span.add_event(
+            "failhook.run.released",
+            {
+                "failhook.target": released.target,
+                "failhook.park.seconds": max(0, now - released.park_time) / 1e6,
+                "failhook.release.probe": released.probe,
             },
         )
 

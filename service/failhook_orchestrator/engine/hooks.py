@@ -8,6 +8,11 @@ number, time, status and error are persisted on the entry; the next attempt is a
 expires). When the hook has an outcome (SUCCEEDED, or FAILED after the hook policy's attempts),
 the run moves to DEAD_LETTERED in the same transaction. ``RetryFailureHook`` re-arms a FAILED
 entry through the same path (taking the lease, so two replicas never deliver it at once).
+
+Each delivery asks the hook target's breaker first, like a step call: while the target takes no
+calls the delivery parks (the entry stays PENDING, ``park_detail`` says why, no attempt is used),
+and an availability failure counted while the breaker is open parks it too, its attempt kept in
+the history and the hook policy's budget started afresh (a new round) when it is released.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import random
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from opentelemetry import trace
@@ -30,9 +36,19 @@ from .outcomes import HookCallResult
 from .policy import RetryPolicy
 from .ports import Dispatcher, RunStore
 from .states import RunState, move
+from .targets import Admission, Recorded, Released, TargetRegistry, hook_call_result
 from .timers import TimerQueue
 
-__all__ = ["HookDelivery", "TimerKey"]
+__all__ = ["HOOK_KEY_PREFIX", "HookDelivery", "TimerKey", "hook_key"]
+
+#: The registry keys of hook deliveries (a run id is never one of them: runs get the bare id).
+HOOK_KEY_PREFIX = "hook/"
+
+
+def hook_key(dead_letter_id: str) -> str:
+    """The key of a DLQ entry's delivery in the target registry."""
+    return HOOK_KEY_PREFIX + dead_letter_id
+
 
 log = logging.getLogger("failhook.engine")
 
@@ -52,6 +68,8 @@ class HookDelivery:
         leases: LeaseKeeper,
         policy: RetryPolicy,
         metrics: Metrics,
+        targets: TargetRegistry,
+        on_targets_changed: Callable[[], None],
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -61,6 +79,9 @@ class HookDelivery:
         self._policy = policy
         self._telemetry = _HookTelemetry(metrics)
         self._rng = random.Random()
+        self._targets = targets
+        self._targets_changed = on_targets_changed
+        self.parked: dict[str, DeadLetterRecord] = {}  # dead letter id -> its parked delivery
 
     async def start(self, run: Run, new_step: StepRecord | None = None) -> bool:
         """Store a FAILED run with its DLQ entry (hook PENDING, due now) and arm the first attempt.
@@ -89,13 +110,37 @@ class HookDelivery:
         return True
 
     def schedule(self, record: DeadLetterRecord) -> None:
-        """Arm the entry's next attempt at its stored time (claimed, re-armed or just failed)."""
+        """Arm the entry's next attempt at its stored time (claimed, re-armed or just failed).
+
+        A parked delivery is queued for its target in the registry instead (after a restart).
+        """
+        if record.hook.park_time is not None:
+            if record.dead_letter_id not in self.parked:
+                self.parked[record.dead_letter_id] = record
+                key = hook_key(record.dead_letter_id)
+                self._targets.restore(record.run.hook_target, key, record.hook.park_time)
+                self._targets_changed()
+            return
         due = record.hook.next_attempt_time or self._clock.now_us()
         self._timers.add(("hook", record.dead_letter_id), due, record)
 
     def is_pending_here(self, dead_letter_id: str) -> bool:
         """Tell whether this process has the entry's next attempt armed."""
         return ("hook", dead_letter_id) in self._timers
+
+    async def release(self, released: Released) -> None:
+        """The registry released a parked delivery: make its next attempt now."""
+        dead_letter_id = released.run_id.removeprefix(HOOK_KEY_PREFIX)
+        record = self.parked.pop(dead_letter_id, None)
+        if record is None:
+            found = await self._store.get_dead_letter(dead_letter_id)
+            if found is None or found.hook.state is not HookState.PENDING:
+                self._targets.abandon(released.target, released.run_id)
+                return
+            record = found
+        record.hook.park_time, record.hook.park_detail = None, ""
+        record.hook.next_attempt_time = self._clock.now_us()
+        self.schedule(record)
 
     async def attempt(self, record: DeadLetterRecord) -> bool:
         """Make the next delivery attempt and persist it; True when another attempt is due.
@@ -104,11 +149,30 @@ class HookDelivery:
         timer never fires while this attempt's task still counts as delivering the entry.
         """
         hook, run = record.hook, record.run
+        target, key = run.hook_target, hook_key(record.dead_letter_id)
+        admission = self._targets.admit(target, key)
+        if not admission.go:
+            self._targets_changed()
+            await self._park(record, admission)
+            return False  # released through the registry, not a timer
         number = hook.attempts + 1
+        recorded: Recorded | None = None
         with self._telemetry.attempt_span(record, number) as span:
-            started = self._clock.now_us()
-            result = await self._dispatcher.call_hook(record, number, self._policy.attempt_timeout)
-            ended = self._clock.now_us()
+            try:
+                started = self._clock.now_us()
+                result = await self._dispatcher.call_hook(record, number, self._policy.attempt_timeout)
+                ended = self._clock.now_us()
+                recorded = self._targets.record(target, key, hook_call_result(result))
+            finally:
+                if recorded is None:
+                    self._targets.abandon(target, key)
+                self._targets_changed()
+            if recorded.park is not None and not result.ok:
+                self._apply_parked(hook, result, number, started, ended, admission=recorded.park)
+                self._telemetry.attempted(span, record, result, (ended - started) / 1e6)
+                span.add_event("failhook.hook.parked", {"failhook.park.detail": hook.park_detail})
+                await self._store_parked(record)
+                return False
             self._apply(hook, result, number, started, ended)
             self._telemetry.attempted(span, record, result, (ended - started) / 1e6)
         final = hook.state is not HookState.PENDING
@@ -121,6 +185,44 @@ class HookDelivery:
         if final:
             self._telemetry.finished(record)
         return not final
+
+    async def _park(self, record: DeadLetterRecord, admission: Admission) -> None:
+        """Park a delivery its target does not admit now: no attempt used, the entry PENDING."""
+        hook = record.hook
+        hook.park_time = admission.park_time or self._clock.now_us()
+        hook.park_detail = admission.detail
+        hook.next_attempt_time = None
+        await self._store_parked(record)
+
+    async def _store_parked(self, record: DeadLetterRecord) -> None:
+        self.parked[record.dead_letter_id] = record
+        if not await self._store.record_hook_attempt(record, self._leases.owner, self._leases.lease_until()):
+            log.warning("lost the hook lease of %s to another replica; dropping it", record.dead_letter_id)
+            self.parked.pop(record.dead_letter_id, None)
+            self._targets.forget(record.run.hook_target, hook_key(record.dead_letter_id))
+
+    def _apply_parked(
+        self,
+        hook: HookOutcome,
+        result: HookCallResult,
+        number: int,
+        started: int,
+        ended: int,
+        *,
+        admission: Admission,
+    ) -> None:
+        """Record a failed attempt that parks the delivery; a new round starts at its release."""
+        hook.attempts = number
+        hook.last_attempt_time = ended
+        hook.last_status_code = result.status_code
+        hook.last_error = clean_text(f"{code_name(result.status_code)}: {result.message}")
+        hook.history.append(
+            HookAttempt(number, started, ended - started, result.status_code, hook.last_error)
+        )
+        hook.round_start = number + 1
+        hook.next_attempt_time = None
+        hook.park_time = admission.park_time or ended
+        hook.park_detail = admission.detail
 
     def _apply(
         self, hook: HookOutcome, result: HookCallResult, number: int, started: int, ended: int

@@ -137,6 +137,18 @@ class Run:
     lease_owner: str = ""  # the orchestrator driving the run, as last loaded
     lease_expires: int | None = None
     lease_epoch: int = 0  # bumped at every claim: a write with an older epoch is a stale replica's
+    #: Failed attempts of the current step made before the run was last parked: they stay in
+    #: ``pending_attempts`` (the history) but the retry policy's budget counts from here.
+    attempt_offset: int = 0
+    park_reason: int = 0  # a ``targets.ParkReason`` value while PARKED, else 0
+    park_detail: str = ""
+    park_time: int | None = None  # since when it is parked (kept across re-parks)
+    park_target: str = ""  # the target it waits for
+
+    @property
+    def budget_attempt(self) -> int:
+        """The number of the next attempt as the retry policy counts it (from the last park)."""
+        return len(self.pending_attempts) - self.attempt_offset + 1
 
     @property
     def step_count(self) -> int:
@@ -181,6 +193,8 @@ class HookOutcome:
         round_start: Number of the first attempt of the current delivery round (the first
             delivery, or a RetryFailureHook): the hook policy's ``max_attempts`` counts from it.
         history: Every attempt, oldest first.
+        park_detail: Why the delivery is parked (its target's breaker is open or the target is
+            paused), while it is; the attempts' budget starts afresh when it is released.
     """
 
     state: HookState
@@ -193,6 +207,9 @@ class HookOutcome:
     next_attempt_time: int | None = None
     round_start: int = 1
     history: list[HookAttempt] = field(default_factory=list)
+    #: Set while the delivery is parked (the hook's target takes no calls): why, and since when.
+    park_detail: str = ""
+    park_time: int | None = None
 
 
 @dataclass(slots=True)

@@ -43,6 +43,8 @@ class StepErrored:
         retry_after_us: A delay the endpoint asked for, if any.
         non_retryable: The endpoint marked the error as final.
         protocol_error: The answer broke the protocol (treated as a history mismatch).
+        connection_failure: The call never reached the server (connect, resolve or TLS failed).
+        target_cooldown_us: The endpoint asked that its whole target be paused this long.
     """
 
     status_code: int
@@ -53,6 +55,8 @@ class StepErrored:
     retry_after_us: int | None = None
     non_retryable: bool = False
     protocol_error: bool = False
+    connection_failure: bool = False
+    target_cooldown_us: int | None = None
 
 
 StepOutcome = StepCompleted | SleepRequested | RunCompleted | StepErrored
@@ -66,3 +70,4 @@ class HookCallResult:
     result: str = ""
     status_code: int = 0
     message: str = ""
+    connection_failure: bool = False

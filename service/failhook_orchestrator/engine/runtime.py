@@ -2,8 +2,9 @@
 
 It owns no logic of its own beyond wiring and life cycle: :mod:`.driver` drives steps,
 :mod:`.timers` wakes waiting work, :mod:`.leases` renews and claims, :mod:`.hooks` delivers
-failure hooks. Background loops are supervised: a loop that dies is logged, counted and reported
-(health turns NOT_SERVING).
+failure hooks, :mod:`.targets` holds each target's breaker and parked work, which the release
+loop hands back as the registry says (probes, then the paced release). Background loops are
+supervised: a loop that dies is logged, counted and reported (health turns NOT_SERVING).
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from failhook_orchestrator.telemetry import Metrics
+from failhook_orchestrator.telemetry.targets import TargetTelemetry
 
 from .clock import Clock, SystemClock
 from .driver import RunDriver
-from .hooks import HookDelivery, TimerKey
+from .hooks import HOOK_KEY_PREFIX, HookDelivery, TimerKey
 from .leases import LeaseKeeper
 from .limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
 from .model import DeadLetterRecord, Run
 from .policy import DEFAULT_HOOK_POLICY, RetryPolicy
 from .ports import Dispatcher, RunStore
 from .states import TERMINAL_STATES, RunState
+from .target_control import LocalTargetControl, TargetControl
+from .targets import TargetRegistry, TargetSnapshot
 from .timers import TimerQueue
 
 __all__ = ["Runtime", "RuntimeSettings"]
@@ -58,6 +62,10 @@ class RuntimeSettings:
     keep_in_memory_seconds: float = 60.0
 
 
+#: The release loop wakes at most this often (the registry's times are exact; this bounds a spin).
+_RELEASE_TICK_US = 1_000
+
+
 class Runtime:
     """Drives runs and delivers hooks against a :class:`RunStore`, a :class:`Dispatcher` and a clock."""
 
@@ -68,11 +76,17 @@ class Runtime:
         settings: RuntimeSettings,
         metrics: Metrics | None = None,
         clock: Clock | None = None,
+        *,
+        targets: TargetRegistry | None = None,
     ) -> None:
         self._store = store
         self.clock: Clock = clock or SystemClock()
         self.metrics = metrics or Metrics(in_flight=lambda: self.in_flight)
         self.timers: TimerQueue[TimerKey, object] = TimerQueue(self.clock, self._fire, self.metrics)
+        #: Every target's breaker and parked work (``[breaker]``); the defaults when not given.
+        self.targets = targets if targets is not None else TargetRegistry(clock=self.clock.now_us)
+        self.target_telemetry = TargetTelemetry(self.targets)
+        self._targets_changed = asyncio.Event()
         self.leases = LeaseKeeper(
             store,
             self.clock,
@@ -90,6 +104,8 @@ class Runtime:
             leases=self.leases,
             policy=settings.hook_policy,
             metrics=self.metrics,
+            targets=self.targets,
+            on_targets_changed=self.targets_changed,
         )
         self.driver = RunDriver(
             store,
@@ -102,6 +118,8 @@ class Runtime:
             max_output_bytes=settings.max_step_output_bytes,
             keep_in_memory_seconds=settings.keep_in_memory_seconds,
             spawn=self._spawn,
+            targets=self.targets,
+            on_targets_changed=self.targets_changed,
         )
         self._hook_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -142,6 +160,7 @@ class Runtime:
             self._supervised(
                 self.leases.claim_loop(self.driver.adopt, self.hooks.schedule), "failhook-claim"
             ),
+            self._supervised(self._release_loop(), "failhook-release"),
         ]
 
     async def stop(self, grace: float) -> None:
@@ -158,6 +177,7 @@ class Runtime:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
         held = [key for kind, key in self.timers if kind == "run"] + list(self.driver.active)
+        held += list(self.driver.parked)
         with contextlib.suppress(Exception):
             await self._store.release_leases(self.owner, held)
         log.info("runtime stopped; released %d leases", len(held))
@@ -180,15 +200,25 @@ class Runtime:
         if self.request_cancel(run_id) or run_id in self.driver.active:
             self.driver.cancel_requested.add(run_id)  # the driver stops at its step boundary
             return
-        if self.timers.remove(("run", run_id)):  # before the await, so the timer cannot fire meanwhile
+        parked = self.driver.parked.pop(run_id, None)
+        if parked is not None or self.timers.remove(("run", run_id)):  # before the await
             run = await self._store.get_run(run_id)
             if run is not None and run.state not in TERMINAL_STATES and run.state is not RunState.FAILED:
                 await self.driver.cancel(run)
 
     async def cancel_idle(self, run: Run) -> None:
-        """Cancel a run no driver is working on now: drop its timer, persist CANCELED."""
+        """Cancel a run no driver is working on now: drop its timer or parking, persist CANCELED."""
         self.timers.remove(("run", run.run_id))
         await self.driver.cancel(run)
+
+    def target_control(self) -> TargetControl:
+        """The operators' port to the targets (TargetService); a pause or resume wakes the release."""
+        return _WakingTargetControl(self.targets, self.targets_changed)
+
+    def targets_changed(self) -> None:
+        """Log the registry's state changes and wake the release loop (its next time may be sooner)."""
+        self.target_telemetry.flush()
+        self._targets_changed.set()
 
     def is_busy(self, run_id: str) -> bool:
         """Tell whether a run is being driven by this process right now."""
@@ -199,6 +229,27 @@ class Runtime:
         self.hooks.schedule(record)
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    async def _release_loop(self) -> None:
+        """Hand parked runs and hook deliveries back as the registry releases them, forever."""
+        while True:
+            self._targets_changed.clear()
+            for released in self.targets.due():
+                try:
+                    if released.run_id.startswith(HOOK_KEY_PREFIX):
+                        await self.hooks.release(released)
+                    else:
+                        await self.driver.release(released)
+                except Exception:
+                    log.exception("releasing %s failed; it stays parked", released.run_id)
+                    self.metrics.loop_errors.add(1, {"loop": "failhook-release"})
+                    self.targets.abandon(released.target, released.run_id)
+                    self.targets.restore(released.target, released.run_id, released.park_time)
+            self.target_telemetry.flush()
+            due = self.targets.next_due()
+            if due is not None:
+                due = max(due, self.clock.now_us() + _RELEASE_TICK_US)
+            await self.clock.sleep_until(due, self._targets_changed)
 
     async def _fire(self, key: TimerKey, item: object) -> None:
         kind, ident = key
@@ -244,3 +295,23 @@ class Runtime:
 
         task.add_done_callback(ended)
         return task
+
+
+class _WakingTargetControl(LocalTargetControl):
+    """The local target control, waking the release loop after a pause or a resume."""
+
+    def __init__(self, registry: TargetRegistry, changed: Callable[[], None]) -> None:
+        super().__init__(registry)
+        self._changed = changed
+
+    async def pause_target(self, target: str, *, by: str, reason: str, until: int | None) -> TargetSnapshot:
+        """Park every call bound for ``target``; the release loop learns the pause's end."""
+        snapshot = await super().pause_target(target, by=by, reason=reason, until=until)
+        self._changed()
+        return snapshot
+
+    async def resume_target(self, target: str, *, by: str, release_rate: float | None) -> TargetSnapshot:
+        """Lift the pause and release the parked runs now."""
+        snapshot = await super().resume_target(target, by=by, release_rate=release_rate)
+        self._changed()
+        return snapshot

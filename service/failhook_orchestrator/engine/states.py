@@ -32,16 +32,21 @@ class RunState(enum.IntEnum):
     FAILED = 5
     DEAD_LETTERED = 6
     CANCELED = 7
+    PARKED = 8
 
 
 _S = RunState
 
 #: Every allowed move. RUNNING -> RUNNING records a step or a failed attempt; FAILED is the
-#: failure path (the hook is being delivered) that always ends in DEAD_LETTERED.
+#: failure path (the hook is being delivered) that always ends in DEAD_LETTERED. PARKED waits for
+#: its target (breaker open, target paused): it is left for RUNNING when the run is released (a
+#: released run whose probe fails parks again, PARKED -> PARKED) or for CANCELED. A run that
+#: wakes from a sleep while its target is parked parks straight from SLEEPING.
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELED}),
-    _S.RUNNING: frozenset({_S.RUNNING, _S.SLEEPING, _S.SUCCEEDED, _S.FAILED, _S.CANCELED}),
-    _S.SLEEPING: frozenset({_S.RUNNING, _S.CANCELED}),
+    _S.PENDING: frozenset({_S.RUNNING, _S.PARKED, _S.CANCELED}),
+    _S.RUNNING: frozenset({_S.RUNNING, _S.SLEEPING, _S.SUCCEEDED, _S.FAILED, _S.PARKED, _S.CANCELED}),
+    _S.SLEEPING: frozenset({_S.RUNNING, _S.PARKED, _S.CANCELED}),
+    _S.PARKED: frozenset({_S.RUNNING, _S.PARKED, _S.CANCELED}),
     _S.FAILED: frozenset({_S.DEAD_LETTERED}),
     _S.SUCCEEDED: frozenset(),
     _S.DEAD_LETTERED: frozenset(),

@@ -161,12 +161,18 @@ def step_call_result(outcome: StepOutcome) -> CallResult:
         message=outcome.message,
         non_retryable=outcome.non_retryable,
         protocol_error=outcome.protocol_error,
+        connection_failure=outcome.connection_failure,
+        target_cooldown_us=outcome.target_cooldown_us,
     )
 
 
 def hook_call_result(result: HookCallResult) -> CallResult:
     """What a failure-hook delivery tells the breaker of the hook's target."""
-    return CallResult() if result.ok else CallResult(status_code=result.status_code, message=result.message)
+    if result.ok:
+        return CallResult()
+    return CallResult(
+        status_code=result.status_code, message=result.message, connection_failure=result.connection_failure
+    )
 
 
 @dataclass(slots=True)

@@ -131,6 +131,11 @@ def run_progress_values(run: Run) -> dict[str, Any]:
         "wake_time": run.wake_time,
         "dead_letter_id": run.dead_letter_id,
         "step_count": run.step_count,
+        "attempt_offset": run.attempt_offset,
+        "park_reason": run.park_reason,
+        "park_detail": run.park_detail,
+        "park_time": run.park_time,
+        "park_target": run.park_target,
     }
     if terminal:
         values["lease_owner"] = None
@@ -187,6 +192,11 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         lease_owner=row["lease_owner"] or "",
         lease_expires=row["lease_expires"],
         lease_epoch=row.get("lease_epoch", 0),
+        attempt_offset=row.get("attempt_offset", 0),
+        park_reason=row.get("park_reason", 0),
+        park_detail=row.get("park_detail", ""),
+        park_time=row.get("park_time"),
+        park_target=row.get("park_target", ""),
     )
 
 
@@ -256,6 +266,8 @@ def hook_values(hook: HookOutcome) -> dict[str, Any]:
         "hook_target": hook.target,
         "hook_last_status": hook.last_status_code,
         "hook_last_attempt_time": hook.last_attempt_time,
+        "hook_park_detail": hook.park_detail,
+        "hook_park_time": hook.park_time,
     }
 
 
@@ -298,6 +310,8 @@ def dead_letter_from_row(
             next_attempt_time=row["hook_next_attempt_time"],
             round_start=row["hook_round_start"],
             history=_hook_history_from_json(row["hook_history"]) if "hook_history" in row else [],
+            park_detail=row.get("hook_park_detail", ""),
+            park_time=row.get("hook_park_time"),
         ),
         idempotency_key=row["idempotency_key"],
         dead_letter_time=row["dead_letter_time"],
