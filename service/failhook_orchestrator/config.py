@@ -526,7 +526,8 @@ def load_settings(
 def replace_settings(settings: Settings, **values: Any) -> Settings:
     """``settings`` with some values changed, by flat name (as flags name them) or table.
 
-    ``replace_settings(s, runtime_lease_seconds=3.0, step_policy=policy, database=url)``.
+    ``replace_settings(s, runtime_lease_seconds=3.0, step_policy=policy, database=url)``;
+    ``breaker`` takes a :class:`~.breaker_config.BreakerConfig`.
     Values are checked like any other source's; the combination is not (see :meth:`Settings.check`).
     """
     changed = settings
@@ -536,7 +537,7 @@ def replace_settings(settings: Settings, **values: Any) -> Settings:
         elif flat == "hook_policy":
             runtime = replace(changed.runtime, hook_policy=limits.check_policy(value))
             changed = replace(changed, runtime=runtime)
-        elif flat in ("roles", "targets"):
+        elif flat in ("roles", "targets", "breaker"):  # breaker: a breaker_config.BreakerConfig
             changed = replace(changed, **{flat: value})
         elif flat in _SETTINGS:
             setting = _SETTINGS[flat]
