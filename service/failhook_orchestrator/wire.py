@@ -20,6 +20,7 @@ from failhook.v1 import run_pb2
 from .engine import limits
 from .engine.model import Attempt, DeadLetterRecord, HookOutcome, Run, StepFailureRecord, StepRecord
 from .engine.policy import RetryPolicy
+from .engine.states import RunState
 
 __all__ = [
     "EVERYTHING",
@@ -224,6 +225,12 @@ def run_to_proto(
         msg.next_attempt_time.CopyFrom(micros_to_timestamp(run.due_time))
     if run.wake_time is not None:
         msg.wake_time.CopyFrom(micros_to_timestamp(run.wake_time))
+    if run.state is RunState.PARKED:
+        msg.park_reason = run.park_reason  # type: ignore[assignment]
+        msg.park_detail = run.park_detail
+        msg.park_target = run.park_target
+        if run.park_time is not None:
+            msg.park_time.CopyFrom(micros_to_timestamp(run.park_time))
     return msg
 
 
