@@ -249,6 +249,9 @@ def _hook_to_proto(hook: HookOutcome, key: str) -> dl_pb.FailureHookOutcome:
     # Hook delivery history and next attempt (engine helper, issue 13).
     if hook.next_attempt_time is not None:
         msg.next_attempt_time.CopyFrom(micros_to_timestamp(hook.next_attempt_time))
+    if hook.park_time is not None:  # the delivery waits for its target (issue 14)
+        msg.park_detail = hook.park_detail
+        msg.park_time.CopyFrom(micros_to_timestamp(hook.park_time))
     for attempt in hook.history:
         item = msg.attempt_history.add(
             attempt=attempt.attempt, status_code=attempt.status_code, error=attempt.error

@@ -73,6 +73,8 @@ class FailureHookOutcome(message.Message):
     IDEMPOTENCY_KEY_FIELD_NUMBER: builtins.int
     ATTEMPT_HISTORY_FIELD_NUMBER: builtins.int
     NEXT_ATTEMPT_TIME_FIELD_NUMBER: builtins.int
+    PARK_DETAIL_FIELD_NUMBER: builtins.int
+    PARK_TIME_FIELD_NUMBER: builtins.int
     state: HookState.ValueType
     """state is the delivery state."""
     attempts: builtins.int
@@ -87,6 +89,12 @@ class FailureHookOutcome(message.Message):
     """last_status_code is the gRPC status code of the last delivery attempt (0 = OK)."""
     idempotency_key: builtins.str
     """idempotency_key is the key sent with every delivery of this failure."""
+    park_detail: builtins.str
+    """park_detail says why the delivery is parked while its target takes no calls (the target's
+    circuit breaker is open, or an operator paused the target); empty when it is not parked. A
+    parked delivery stays HOOK_STATE_PENDING and uses no attempt; when its target takes calls
+    again it is released, and the hook policy's attempts count afresh from there.
+    """
     @builtins.property
     def last_attempt_time(self) -> timestamp_pb2.Timestamp:
         """last_attempt_time is when the last delivery attempt ended."""
@@ -101,6 +109,10 @@ class FailureHookOutcome(message.Message):
     def next_attempt_time(self) -> timestamp_pb2.Timestamp:
         """next_attempt_time is when the next delivery attempt is due, while the state is PENDING."""
 
+    @builtins.property
+    def park_time(self) -> timestamp_pb2.Timestamp:
+        """park_time is when the delivery was parked; set while `park_detail` is."""
+
     def __init__(
         self,
         *,
@@ -114,10 +126,12 @@ class FailureHookOutcome(message.Message):
         idempotency_key: builtins.str = ...,
         attempt_history: abc.Iterable[HookDeliveryAttempt] | None = ...,
         next_attempt_time: timestamp_pb2.Timestamp | None = ...,
+        park_detail: builtins.str = ...,
+        park_time: timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = typing.Literal["last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = typing.Literal["last_attempt_time", b"last_attempt_time", "next_attempt_time", b"next_attempt_time", "park_time", b"park_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "idempotency_key", b"idempotency_key", "last_attempt_time", b"last_attempt_time", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_time", b"next_attempt_time", "result", b"result", "state", b"state", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["attempt_history", b"attempt_history", "attempts", b"attempts", "idempotency_key", b"idempotency_key", "last_attempt_time", b"last_attempt_time", "last_error", b"last_error", "last_status_code", b"last_status_code", "next_attempt_time", b"next_attempt_time", "park_detail", b"park_detail", "park_time", b"park_time", "result", b"result", "state", b"state", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
