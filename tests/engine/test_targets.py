@@ -453,3 +453,30 @@ def test_results_of_step_calls_and_hook_deliveries() -> None:
     assert hook_call_result(HookCallResult(ok=True, result="paged")) == OK
     failed = hook_call_result(HookCallResult(ok=False, status_code=4, message="deadline"))
     assert failed == CallResult(status_code=4, message="deadline")
+
+
+def test_runs_restored_as_parked_by_an_open_breaker_are_probed_before_any_release() -> None:
+    clock = FakeClock()
+    reg = registry(clock)
+    for i in range(4):
+        reg.restore(T, f"r{i}", park_time=clock.now + i, reason=ParkReason.BREAKER_OPEN)
+    snapshot = reg.snapshot(T)
+    assert snapshot is not None and snapshot.state is BreakerState.HALF_OPEN
+    released = reg.due()
+    assert [(r.run_id, r.probe) for r in released] == [("r0", True)]  # one probe, the oldest
+    assert reg.admit(T, "r0").decision is Decision.PROBE
+    reg.record(T, "r0", DOWN)  # still down: open again, nobody else released
+    assert reg.due() == []
+    clock.advance(3)
+    probe = reg.due()
+    assert [r.probe for r in probe] == [True]
+    reg.admit(T, probe[0].run_id)
+    reg.record(T, probe[0].run_id, OK)  # back: closed, the rest released at the paced rate
+    assert {r.run_id for r in reg.due()} <= {"r0", "r1", "r2", "r3"}
+
+
+def test_runs_restored_after_a_pause_are_released_without_a_probe() -> None:
+    clock = FakeClock()
+    reg = registry(clock)
+    reg.restore(T, "r0", park_time=clock.now, reason=ParkReason.TARGET_PAUSED)
+    assert [(r.run_id, r.probe) for r in reg.due()] == [("r0", False)]

@@ -391,6 +391,13 @@ class Breaker:
                 self._trip(now, f"{reason}; last error: {result.message}")
         return kind
 
+    def probe_first(self, now: int, why: str) -> None:
+        """Start HALF_OPEN: runs parked by this target's open breaker were restored (a restart, or
+        a dead replica's runs), so the target was down when last seen: probe before releasing."""
+        if self.settings.enabled and self.state is BreakerState.CLOSED:
+            self.opened_at = self.next_probe_time = now
+            self._move(BreakerState.HALF_OPEN, why)
+
     def abandon(self, run_id: str) -> None:
         """An admitted call did not happen (the run was canceled or parked meanwhile)."""
         self.probes.discard(run_id)

@@ -34,7 +34,7 @@ from .model import Run
 from .outcomes import StepErrored, StepOutcome
 from .ports import Dispatcher, RunStore
 from .states import TERMINAL_STATES, RunState, move
-from .targets import Admission, Recorded, Released, TargetRegistry, step_call_result
+from .targets import Admission, ParkReason, Recorded, Released, TargetRegistry, step_call_result
 from .timers import TimerQueue
 
 __all__ = ["RunDriver"]
@@ -100,7 +100,8 @@ class RunDriver:
         if run.state is RunState.PARKED:  # restored into the registry (order kept), not driven
             self.parked[run.run_id] = run
             target = run.park_target or run.endpoint
-            self._targets.restore(target, run.run_id, run.park_time or self._clock.now_us())
+            reason = ParkReason(run.park_reason) if run.park_reason in iter(ParkReason) else None
+            self._targets.restore(target, run.run_id, run.park_time or self._clock.now_us(), reason=reason)
             self._targets_changed()
         elif run.state is RunState.FAILED:  # failed before its DLQ entry existed (an older version)
             self.drive_soon(run)

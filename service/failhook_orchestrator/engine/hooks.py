@@ -36,7 +36,7 @@ from .outcomes import HookCallResult
 from .policy import RetryPolicy
 from .ports import Dispatcher, RunStore
 from .states import RunState, move
-from .targets import Admission, Recorded, Released, TargetRegistry, hook_call_result
+from .targets import Admission, ParkReason, Recorded, Released, TargetRegistry, hook_call_result
 from .timers import TimerQueue
 
 __all__ = ["HOOK_KEY_PREFIX", "HookDelivery", "TimerKey", "hook_key"]
@@ -118,7 +118,10 @@ class HookDelivery:
             if record.dead_letter_id not in self.parked:
                 self.parked[record.dead_letter_id] = record
                 key = hook_key(record.dead_letter_id)
-                self._targets.restore(record.run.hook_target, key, record.hook.park_time)
+                # Its reason is not kept: probing first costs one call if it was only paused.
+                self._targets.restore(
+                    record.run.hook_target, key, record.hook.park_time, reason=ParkReason.BREAKER_OPEN
+                )
                 self._targets_changed()
             return
         due = record.hook.next_attempt_time or self._clock.now_us()

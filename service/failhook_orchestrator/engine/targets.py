@@ -314,10 +314,26 @@ class TargetRegistry:
             t.was_parked.pop(run_id, None)
             t.breaker.abandon(run_id)
 
-    def restore(self, target: str, run_id: str, park_time: int, now: int | None = None) -> None:
-        """Queue a run found PARKED in the store (after a restart, or taken over from a replica)."""
+    def restore(
+        self,
+        target: str,
+        run_id: str,
+        park_time: int,
+        now: int | None = None,
+        *,
+        reason: ParkReason | None = None,
+    ) -> None:
+        """Queue a run found PARKED in the store (after a restart, or taken over from a replica).
+
+        A run parked by an open breaker (``reason``) means the target was down when last seen:
+        a breaker that knows nothing yet starts HALF_OPEN, so one probe goes before any release.
+        """
         now = self._now(now)
-        self._target(target, now).queue(run_id, park_time)
+        t = self._target(target, now)
+        t.queue(run_id, park_time)
+        if reason is ParkReason.BREAKER_OPEN and not t.breaker.trips:
+            t.breaker.probe_first(now, "restored runs parked while it was open: probing first")
+            self._collect(t, now)
 
     def forget(self, target: str, run_id: str) -> bool:
         """Drop a parked (or released) run, e.g. canceled; return whether it was here."""
