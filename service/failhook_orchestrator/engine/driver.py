@@ -43,6 +43,7 @@ log = logging.getLogger("failhook.engine")
 
 #: Delays before a run whose store access failed is loaded again (doubling up to the cap).
 _RELOAD_MIN_US, _RELOAD_MAX_US = 100_000, 5_000_000
+_PARK_REASONS = frozenset(int(reason) for reason in ParkReason)
 
 
 class RunDriver:
@@ -100,7 +101,7 @@ class RunDriver:
         if run.state is RunState.PARKED:  # restored into the registry (order kept), not driven
             self.parked[run.run_id] = run
             target = run.park_target or run.endpoint
-            reason = ParkReason(run.park_reason) if run.park_reason in iter(ParkReason) else None
+            reason = ParkReason(run.park_reason) if run.park_reason in _PARK_REASONS else None
             self._targets.restore(target, run.run_id, run.park_time or self._clock.now_us(), reason=reason)
             self._targets_changed()
         elif run.state is RunState.FAILED:  # failed before its DLQ entry existed (an older version)
