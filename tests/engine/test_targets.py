@@ -480,3 +480,20 @@ def test_runs_restored_after_a_pause_are_released_without_a_probe() -> None:
     reg = registry(clock)
     reg.restore(T, "r0", park_time=clock.now, reason=ParkReason.TARGET_PAUSED)
     assert [(r.run_id, r.probe) for r in reg.due()] == [("r0", False)]
+
+
+def test_a_released_runs_next_steps_do_not_queue_behind_the_release_again() -> None:
+    clock = FakeClock()
+    reg = registry(clock, release_rate=1.0, release_growth=1.0, max_release_rate=1.0)
+    reg.pause(T, by="ops", reason="maintenance")
+    for i in range(3):
+        assert reg.admit(T, f"r{i}").decision is Decision.PARK
+    reg.resume(T, by="ops")
+    first = reg.due()
+    assert [r.run_id for r in first] == ["r0"]  # one run per second
+    assert reg.admit(T, "r0").decision is Decision.GO
+    reg.record(T, "r0", OK)
+    # Its next step goes on at once; a run never released still queues behind r1 and r2.
+    assert reg.admit(T, "r0").decision is Decision.GO
+    reg.record(T, "r0", OK)
+    assert reg.admit(T, "new").reason is ParkReason.RELEASE_QUEUED

@@ -186,6 +186,9 @@ class _Target:
     in_flight: set[str] = field(default_factory=set)
     was_parked: dict[str, int] = field(default_factory=dict)  # released runs in flight -> park time
     release: Release | None = None
+    #: Runs the current release let go: their next steps go on without queueing again (the pace
+    #: is of runs released, not of each of their calls).
+    flowing: set[str] = field(default_factory=set)
 
     def queue(self, run_id: str, park_time: int) -> int:
         """Queue a run (keeping an earlier park time); return its park time."""
@@ -211,6 +214,7 @@ class _Target:
         for run_id, park_time in self.released.items():
             self.queue(run_id, park_time)
         self.released.clear()
+        self.flowing.clear()
 
     @property
     def idle(self) -> bool:
@@ -259,7 +263,7 @@ class TargetRegistry:
         park_time = released_at if released_at is not None else now
         park = self._park_reason(t, now)
         breaker = t.breaker
-        if park is None and released_at is None and t.parked:
+        if park is None and released_at is None and t.parked and run_id not in t.flowing:
             # Older parked runs go first (the probes too): this one waits behind them.
             breaker.advance(now)
             self._collect(t, now)
@@ -341,6 +345,7 @@ class TargetRegistry:
         if t is None:
             return False
         parked = t.parked.pop(run_id, None) is not None
+        t.flowing.discard(run_id)
         return t.released.pop(run_id, None) is not None or parked
 
     def due(self, now: int | None = None) -> list[Released]:
@@ -350,6 +355,7 @@ class TargetRegistry:
         for t in list(self._targets.values()):
             if not t.parked:
                 t.release = None  # nothing (left) to release
+                t.flowing.clear()
                 continue
             if self._park_reason(t, now) is not None:
                 continue
@@ -371,6 +377,7 @@ class TargetRegistry:
                 if oldest is None:
                     break
                 t.released[oldest[0]] = oldest[1]
+                t.flowing.add(oldest[0])
                 out.append(Released(t.name, oldest[0], oldest[1], probe=False))
             self._collect(t, now)
         return out
