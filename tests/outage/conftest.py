@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,10 +62,7 @@ class Breakered:
 Starter = Callable[..., AbstractAsyncContextManager[Breakered]]
 
 
-@pytest.fixture
-def orchestrator(dev_certs: DevCerts, database_url: str, servers: Servers) -> Starter:
-    """Start an orchestrator on the test's database with ``breaker`` settings and other overrides."""
-
+def _starter(certs: DevCerts, database: str, servers: Servers) -> Starter:
     @asynccontextmanager
     async def start(
         breaker: BreakerSettings = QUICK_BREAKER,
@@ -73,7 +71,20 @@ def orchestrator(dev_certs: DevCerts, database_url: str, servers: Servers) -> St
     ) -> AsyncIterator[Breakered]:
         settings.setdefault("step_policy", THREE_ATTEMPTS)
         config = BreakerConfig(settings=breaker, overrides=overrides or {})
-        async with started_harness(dev_certs, database_url, servers.target, breaker=config, **settings) as h:
+        async with started_harness(certs, database, servers.target, breaker=config, **settings) as h:
             yield Breakered(h, ts_grpc.TargetServiceStub(h.channel))
 
     return start
+
+
+@pytest.fixture
+def orchestrator(dev_certs: DevCerts, database_url: str, servers: Servers) -> Starter:
+    """Start an orchestrator on the test's database with ``breaker`` settings and other overrides."""
+    return _starter(dev_certs, database_url, servers)
+
+
+@pytest.fixture
+def sqlite_orchestrator(dev_certs: DevCerts, tmp_path: Path, servers: Servers) -> Starter:
+    """The same on a SQLite file only: for scenarios whose subject is the in-memory breaker, not the
+    store (what they store is covered on both databases by the other tests)."""
+    return _starter(dev_certs, f"sqlite+aiosqlite:///{tmp_path / 'failhook.db'}", servers)

@@ -45,8 +45,9 @@ async def no_dead_letters(harness: Harness) -> bool:
 
 
 async def test_an_eight_second_outage_under_40_runs_dead_letters_nothing(
-    orchestrator: Starter, servers: Servers, caplog: pytest.LogCaptureFixture
+    sqlite_orchestrator: Starter, servers: Servers, caplog: pytest.LogCaptureFixture
 ) -> None:
+    orchestrator = sqlite_orchestrator  # the breaker's scenario; parking is stored on both databases
     caplog.set_level(logging.INFO, logger="failhook.targets")
     # The defaults (5 distinct runs, 2 s cooldown doubling), the cooldown capped at 4 s to keep the
     # test short: probes at 2 s, 6 s and 10 s after the trip.
@@ -175,3 +176,23 @@ async def test_an_endpoint_cooldown_parks_every_run_on_the_target(
     assert {r.state for r in finished} == {run_pb2.RUN_STATE_SUCCEEDED}
     # The failed attempt stays in the history; it used none of the run's budget.
     assert [a.status_code for a in finished[0].steps[0].attempts] == [8]
+
+
+async def test_a_flapping_endpoint_waits_longer_each_time_and_loses_no_run(
+    sqlite_orchestrator: Starter, servers: Servers
+) -> None:
+    loop = asyncio.get_running_loop()
+    switch = servers.steps
+    async with sqlite_orchestrator() as o:  # cooldown 0.3 s, doubling up to 0.6 s
+        switch.go_down()
+        # Down 0.8 s, up 0.4 s, down 0.8 s, then up for good: the endpoint's own switch.
+        loop.call_later(0.8, switch.come_back)
+        loop.call_later(1.2, switch.go_down)
+        loop.call_later(2.0, switch.come_back)
+        runs = [await o.harness.start({"steps": 3, "step_delay_ms": 20}) for _ in range(12)]
+        finished = [await o.harness.wait(r.run_id, TERMINAL, timeout=30) for r in runs]
+        target = (await o.targets.GetTarget(ts.GetTargetRequest(target=servers.target))).target
+    assert {r.state for r in finished} == {run_pb2.RUN_STATE_SUCCEEDED}
+    assert servers.recorder.hook_requests == []
+    assert target.trips >= 2
+    assert target.cooldown.ToMilliseconds() == 600  # re-trips doubled the cooldown (to its cap)
