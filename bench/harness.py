@@ -157,7 +157,9 @@ class Orchestrator:
         stop(self.proc)
 
 
-def start_orchestrator(tmp: Path, certs: Path, database: str, name: str) -> Orchestrator:
+def start_orchestrator(
+    tmp: Path, certs: Path, database: str, name: str, extra_args: Sequence[str] = ()
+) -> Orchestrator:
     """Start an orchestrator on ``database`` (it migrates it) and wait until it listens."""
     log_path = tmp / f"orchestrator-{name}.log"
     with log_path.open("wb") as log:
@@ -177,6 +179,7 @@ def start_orchestrator(tmp: Path, certs: Path, database: str, name: str) -> Orch
                 str(certs / "orchestrator-key.pem"),
                 "--grace-period",
                 "2",
+                *extra_args,
             ],
             stderr=log,
         )

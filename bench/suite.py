@@ -17,7 +17,7 @@ from typing import Any
 
 import uvloop
 
-from bench import dbos_baseline, dlq_latency, dlq_listing, growth, memory, peers, throughput
+from bench import dbos_baseline, dlq_latency, dlq_listing, growth, memory, outage, peers, throughput
 from bench.harness import (
     DEFAULT_PG_SERVER,
     HERE,
@@ -37,7 +37,7 @@ from bench.plot import plot
 from bench.report import git_info, headline, machine, print_report, verdicts
 from failhook.certs import init_dev_certs
 
-PHASES = ("throughput", "dbos", "restate", "temporal", "growth", "dlq-latency", "listing", "memory")
+PHASES = ("throughput", "dbos", "restate", "temporal", "growth", "dlq-latency", "listing", "memory", "outage")
 PEER_PHASES = ("restate", "temporal")  # only with --peers (or named in --only): see bench/peers.py
 RESTATE_PARTITIONS = (None, 2)  # as shipped (24), and what a user of a 2-core machine would set
 
@@ -75,6 +75,8 @@ class Bench:
             out["dlq_listing"] = await self.listing(backend)
         if "memory" in args.only:
             out["memory"] = [await self.memory(backend, runs) for runs in args.sleeping_runs]
+        if "outage" in args.only:  # bench/outage.py: the breaker on and off
+            out["outage"] = await outage.outage(self.tmp, self.certs, backend, args.pg_server, self.say)
         return out
 
     async def memory(self, backend: str, runs: int) -> dict[str, Any]:
