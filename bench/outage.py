@@ -125,7 +125,7 @@ async def _variant(
             orchestrator = start_orchestrator(
                 tmp, certs, url, f"{backend}-outage-{name}", extra_args=("--config", str(config_file))
             )
-            reader = DbReader(url)
+            reader, mine = DbReader(url), DbReader(url)  # one connection each: the loop reads concurrently
             try:
                 loop = asyncio.ensure_future(
                     closed_loop(
@@ -141,7 +141,7 @@ async def _variant(
                     )
                 )
                 began = time.monotonic()
-                await reader.wait_for("SELECT count(*) FROM runs WHERE state IN (4, 6)", RUNS // 3, 120)
+                await mine.wait_for("SELECT count(*) FROM runs WHERE state IN (4, 6)", RUNS // 3, 120)
                 rate_before = RUNS // 3 / (time.monotonic() - began)
                 say(f"  [{name}] endpoint down for {OUTAGE_SECONDS:g} s")
                 switch.down = True
@@ -149,11 +149,12 @@ async def _variant(
                 switch.down, switch.came_back = False, time.time()
                 await loop
                 done = time.time()
-                dead = await reader.scalar(DEAD_LETTERED)
+                dead = await mine.scalar(DEAD_LETTERED)
                 before = f"SELECT run_id FROM runs WHERE create_time < {int(switch.came_back * 1e6)}"
-                created_before = {row[0] for row in await reader.fetch(before)}
+                created_before = {row[0] for row in await mine.fetch(before)}
             finally:
                 await reader.close()
+                await mine.close()
                 orchestrator.stop()
     finally:
         await server.stop(0)
