@@ -43,9 +43,7 @@ class Deliveries:
     all_made: asyncio.Event = field(default_factory=asyncio.Event)
 
     def saw(self, ctx: FailureContext) -> None:
-        self.attempts.setdefault(ctx.workflow_run_id, []).append(
-            (ctx.delivery_attempt, ctx.idempotency_key)
-        )
+        self.attempts.setdefault(ctx.workflow_run_id, []).append((ctx.delivery_attempt, ctx.idempotency_key))
         if len(self.attempts) == RUNS and all(len(a) >= ATTEMPTS for a in self.attempts.values()):
             self.all_made.set()
 
