@@ -63,8 +63,8 @@ def _ensure_chromium() -> None:
 # The worker's workflows. "checkout" fails its "charge" step with a retryable INTERNAL while the
 # payload's card is "expired" (so the step is attempted max_attempts times; INTERNAL is an
 # application error, which never trips the target's circuit breaker), and succeeds with any
-# other card; its hook answers. "refund" fails at once (non-retryable) and has no failure
-# handler, so its hook fails (UNIMPLEMENTED, not retried) and its entries have a hook to retry.
+# other card; its hook answers. "refund" fails at once (non-retryable) and its failure handler
+# raises (INTERNAL, retried until the hook policy gives up), so its entries have a hook to retry.
 
 
 def _charge(payload: bytes) -> str:
@@ -103,6 +103,12 @@ def build_worker(certs: DevCerts) -> Worker:
             raise NonRetryableError("customer has no e-mail address")
 
         return await ctx.run("notify", notify)
+
+    @refund.on_failure
+    async def refund_failed(
+        ctx: FailureContext, fail_status: int, fail_response: str, fail_headers: Mapping[str, str]
+    ) -> str | None:
+        raise RuntimeError("ticketing system down")
 
     return worker
 

@@ -15,6 +15,7 @@ from failhook.v1 import dead_letter_service_pb2 as dl
 from failhook.v1 import run_pb2
 from failhook_orchestrator.engine.breaker import CallResult
 from tests.conftest import status_code
+from tests.support.harness import FAST_HOOK_POLICY
 
 from .conftest import Console, Setup, start_console, stop_console
 
@@ -148,8 +149,10 @@ async def test_restart_retry_hook_and_delete_each_confirm_first(
     assert new_run.origin == run_pb2.RUN_ORIGIN_RESTART and new_run.parent_run_id == restarted.run_id
 
     hooked = await setup.dead_lettered("refund", {"order": "o-hook"})
+    attempts = (await setup.harness.dead_letter(hooked.dead_letter_id)).hook.attempts
+    assert attempts == FAST_HOOK_POLICY.max_attempts  # the raising handler was retried
     await page.goto(console.base + f"/dead-letters/{hooked.dead_letter_id}")
-    await expect(page.locator("section.hook")).to_contain_text("UNIMPLEMENTED")
+    await expect(page.locator("section.hook")).to_contain_text("ticketing system down")
     await page.get_by_role("link", name="Retry hook").click()
     await page.get_by_role("button", name="Confirm: retry the failure hook").click()
     await expect(page.get_by_role("status")).to_contain_text("delivered again")
