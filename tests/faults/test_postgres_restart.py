@@ -121,5 +121,5 @@ async def test_a_postgres_restart_under_load_loses_and_wedges_nothing(
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("health did not return to SERVING")
-        # Refusals during the outage are errors the caller can retry on (api maps UnavailableError).
-        assert set(refused) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL}
+        # Refusals during the outage are errors the caller can retry on: UNAVAILABLE, never INTERNAL.
+        assert set(refused) <= {grpc.StatusCode.UNAVAILABLE}

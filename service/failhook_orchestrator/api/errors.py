@@ -20,6 +20,7 @@ from failhook_orchestrator.engine.errors import (
     EngineError,
     FailedPreconditionError,
     NotFoundError,
+    UnavailableError,
 )
 from failhook_orchestrator.engine.limits import ERROR_DOMAIN
 
@@ -32,7 +33,16 @@ _ENGINE_CODES: dict[type[EngineError], tuple[grpc.StatusCode, str]] = {
     NotFoundError: (grpc.StatusCode.NOT_FOUND, "NOT_FOUND"),
     AlreadyExistsError: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
     FailedPreconditionError: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
+    UnavailableError: (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"),
 }
+
+
+def _engine_code(error: EngineError) -> tuple[grpc.StatusCode, str]:
+    """The status of an engine error, by its nearest mapped class (subclasses included)."""
+    for cls in type(error).__mro__:
+        if cls in _ENGINE_CODES:
+            return _ENGINE_CODES[cls]
+    return grpc.StatusCode.INTERNAL, "INTERNAL"
 
 
 class ApiError(Exception):
@@ -90,7 +100,7 @@ def maps_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         except ApiError as error:
             await abort_with(context, error)
         except EngineError as error:
-            code, reason = _ENGINE_CODES.get(type(error), (grpc.StatusCode.INTERNAL, "INTERNAL"))
+            code, reason = _engine_code(error)
             await abort_with(context, ApiError(code, error.message, field=error.field, reason=reason))
         except Exception as error:  # the caller gets a generic status, never the text
             await abort_with(context, internal_error(handler.__name__, error))
