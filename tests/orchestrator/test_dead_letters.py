@@ -40,11 +40,13 @@ async def _hook_settled(harness: Harness, dead_letter_id: str, state: int) -> dl
     raise AssertionError(f"hook of {dead_letter_id} never reached state {state}")
 
 
-async def test_retries_then_hook_then_dlq_with_every_seed_field(harness: Harness, recorder: Recorder) -> None:
+async def test_retries_then_hook_then_dlq_with_every_failure_function_field(
+    harness: Harness, recorder: Recorder
+) -> None:
     run = await _dead(harness, FAILING, headers={"x-tenant": "acme"})
     assert len(recorder.hook_requests) == 1
     hook = recorder.hook_requests[0]
-    # The seed's fields, under the seed's names.
+    # The fields a serverless workflow engine's failure function receives, under its names.
     assert hook.context.workflow_run_id == run.run_id
     assert hook.context.workflow == "scripted"
     assert hook.context.url == harness.endpoint

@@ -1,4 +1,4 @@
-"""OnWorkflowFailure over a real socket: routing, the seed's fields, errors, no steps."""
+"""OnWorkflowFailure over a real socket: routing, the failure-function fields, errors, no steps."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _workflow(worker: Worker, name: str = "order") -> Workflow[None]:
     return workflow
 
 
-async def test_the_handler_receives_every_seed_field(
+async def test_the_handler_receives_every_failure_function_field(
     worker: Worker, connect: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SDK_TEST_SECRET", "s3cret")
