@@ -9,13 +9,13 @@ from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .dialect import Dialect, SqliteSynchronous, dialect_for
 
-__all__ = ["DEFAULT_POOL_SIZE", "Database", "DatabaseLockedError", "run_migrations"]
+__all__ = ["DEFAULT_POOL_SIZE", "Database", "DatabaseLockedError", "run_migrations", "sqlite_batch_engine"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Read connections of a PostgreSQL replica's pool, unless told otherwise.
@@ -36,6 +36,17 @@ def _sqlite_pragmas(synchronous: SqliteSynchronous) -> Any:
         cursor.close()
 
     return apply
+
+
+def sqlite_batch_engine(url: URL, synchronous: SqliteSynchronous) -> Engine:
+    """A synchronous engine on the same SQLite file, with the same pragmas, for the group commit.
+
+    The group-commit writer runs whole batches on it from one thread of its own (see
+    :mod:`.writer`): one hand-off per transaction instead of aiosqlite's one per statement.
+    """
+    engine = create_engine(url.set(drivername="sqlite+pysqlite"), pool_size=1, hide_parameters=True)
+    event.listen(engine, "connect", _sqlite_pragmas(synchronous))
+    return engine
 
 
 def run_migrations(connection: Connection) -> None:
