@@ -212,6 +212,9 @@ class GuardInterceptor(_ServerInterceptor, abc.ABC):
         if isinstance(exempt_services, str):
             raise TypeError("exempt_services must be a collection of service names, not a string")
         self._exempt = frozenset(exempt_services)
+        # Per method, the last handler guarded and its guarded copy: the handler a server
+        # resolves for a method is usually the same object call after call, so it is wrapped once.
+        self._guarded: dict[str, tuple[_Handler, _Handler]] = {}
 
     @abc.abstractmethod
     def check(self, method: str, context: Any) -> Denial | str:
@@ -242,9 +245,16 @@ class GuardInterceptor(_ServerInterceptor, abc.ABC):
         """
         handler: _Handler | None = await continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or service_name(method) in self._exempt:
+        if handler is None:
             return handler  # type: ignore[return-value]
-        return guard_handler(handler, method, self.check)
+        cached = self._guarded.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        if service_name(method) in self._exempt:
+            return handler
+        guarded = guard_handler(handler, method, self.check)
+        self._guarded[method] = (handler, guarded)
+        return guarded
 
 
 def parse_identities(identities: Collection[str | Identity], *, what: str) -> frozenset[Identity]:

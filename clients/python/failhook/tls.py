@@ -18,6 +18,7 @@ orchestrator: only a URI SAN with that value is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -420,9 +421,30 @@ def peer_identities(
         The identities; empty for plaintext or when the client presented no certificate.
     """
     auth = context.auth_context()
+    return _identities(
+        _names(auth.get(_SAN_URI_KEY)), _names(auth.get(_SAN_DNS_KEY)), _names(auth.get(_CN_KEY))
+    )
+
+
+def _names(values: Iterable[bytes] | bytes | None) -> tuple[bytes, ...]:
+    if isinstance(values, bytes):
+        return (values,)
+    return tuple(values or ())
+
+
+@functools.lru_cache(maxsize=1024)
+def _identities(
+    uris: tuple[bytes, ...], dns: tuple[bytes, ...], cns: tuple[bytes, ...]
+) -> tuple[Identity, ...]:
+    """The typed identities of a certificate's names, cached by those names.
+
+    A connection's every call presents the same certificate, so its identities are parsed and
+    validated once, not per call; the names are those gRPC verified, so equal names mean the
+    same identities whatever the connection.
+    """
     ordered = [
-        *_typed(Identity.uri, _decoded(auth.get(_SAN_URI_KEY))),
-        *_typed(Identity.dns, _decoded(auth.get(_SAN_DNS_KEY))),
-        *_typed(Identity.common_name, _decoded(auth.get(_CN_KEY))),
+        *_typed(Identity.uri, _decoded(uris)),
+        *_typed(Identity.dns, _decoded(dns)),
+        *_typed(Identity.common_name, _decoded(cns)),
     ]
     return tuple(dict.fromkeys(ordered))

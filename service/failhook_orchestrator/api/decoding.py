@@ -148,6 +148,8 @@ class RequestDecodingInterceptor(_ServerInterceptor):
 
     def __init__(self, descriptors: dict[str, Descriptor]) -> None:
         self._descriptors = descriptors
+        # Per method, the last handler seen and its wrapped copy (made once, not per call).
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     @classmethod
     def for_services(cls, *services: Any) -> RequestDecodingInterceptor:
@@ -166,7 +168,11 @@ class RequestDecodingInterceptor(_ServerInterceptor):
     ) -> Handler:
         """Return the method's handler with a deserializer that never raises."""
         handler: Handler | None = await continuation(handler_call_details)
-        descriptor = self._descriptors.get(handler_call_details.method)
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        descriptor = self._descriptors.get(method)
         if (
             handler is None
             or descriptor is None
@@ -176,8 +182,10 @@ class RequestDecodingInterceptor(_ServerInterceptor):
             or handler.unary_unary is None
         ):
             return handler  # type: ignore[return-value]
-        return grpc.unary_unary_rpc_method_handler(
+        wrapped: Handler = grpc.unary_unary_rpc_method_handler(
             _refusing(handler.unary_unary),  # type: ignore[arg-type]
             request_deserializer=_safe_deserializer(handler.request_deserializer, descriptor),
             response_serializer=handler.response_serializer,
         )
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
