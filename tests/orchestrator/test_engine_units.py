@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from failhook_orchestrator.api.errors import ApiError
@@ -153,3 +155,11 @@ def test_telemetry_samples_nothing_unless_something_is_exported() -> None:
     assert otlp.resource.attributes["service.name"] == "failhook"
     for provider in (quiet, console, otlp):
         provider.shutdown()
+
+
+def test_telemetry_measures_nothing_unless_metrics_are_exported() -> None:
+    _, quiet = build_providers("failhook", {})
+    assert isinstance(quiet, NoOpMeterProvider)  # no reader: nothing to aggregate for
+    _, console = build_providers("failhook", {"OTEL_METRICS_EXPORTER": "console"})
+    assert isinstance(console, MeterProvider)
+    console.shutdown()

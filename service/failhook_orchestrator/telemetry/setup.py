@@ -1,7 +1,7 @@
 """Tracer and meter providers configured by the standard ``OTEL_*`` environment variables.
 
-Nothing is exported unless asked (and then nothing is sampled either, which keeps the hot path
-cheap): ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` name the
+Nothing is exported unless asked (and then nothing is sampled or measured either, which keeps the
+hot path cheap): ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` name the
 exporters (``otlp``, ``console``, ``none``); setting ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the
 per-signal variant) alone means ``otlp``. The OTLP exporter reads its own variables (endpoint,
 headers, certificates, insecure). Spans are always recorded (with no exporter they are dropped),
@@ -54,8 +54,12 @@ def configure_from_environment(
 
 def build_providers(
     default_service_name: str, env: Mapping[str, str]
-) -> tuple[TracerProvider, MeterProvider]:
-    """The tracer and meter providers the ``OTEL_*`` variables ask for (not installed)."""
+) -> tuple[TracerProvider, metrics.MeterProvider]:
+    """The tracer and meter providers the ``OTEL_*`` variables ask for (not installed).
+
+    Without a metrics exporter the meter provider is the API's no-op one: an SDK provider with no
+    reader would aggregate every measurement for nobody.
+    """
     resource = Resource.create({} if env.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: default_service_name})
     trace_exporters = _exporters(env, "traces")
     # With no exporter, spans would be built only to be dropped: sample nothing (ids still exist,
@@ -82,4 +86,6 @@ def build_providers(
             readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
         else:
             log.warning("unknown OTEL_METRICS_EXPORTER %r ignored", name)
+    if not readers:  # nothing would ever read a measurement: record none (hot path: one per step)
+        return tracer_provider, metrics.NoOpMeterProvider()
     return tracer_provider, MeterProvider(resource=resource, metric_readers=readers)
