@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from typing import cast
+from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -19,10 +20,9 @@ from failhook.v1 import (
     failure_hook_pb2_grpc,
     run_pb2,
     workflow_endpoint_pb2,
-    workflow_endpoint_pb2_grpc,
 )
 from failhook_orchestrator import wire
-from failhook_orchestrator.engine.model import DeadLetterRecord, Run
+from failhook_orchestrator.engine.model import DeadLetterRecord, Run, StepRecord
 from failhook_orchestrator.engine.outcomes import (
     HookCallResult,
     RunCompleted,
@@ -35,7 +35,7 @@ from failhook_orchestrator.engine.outcomes import (
 from .availability import is_connection_failure
 from .channels import ChannelPool
 
-__all__ = ["GrpcDispatcher", "step_error_from_rpc_error"]
+__all__ = ["GrpcDispatcher", "StepHistories", "step_error_from_rpc_error"]
 
 log = logging.getLogger("failhook.dispatch")
 
@@ -43,6 +43,7 @@ _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 _PROPAGATOR = TraceContextTextMapPropagator()
 _TRACER = trace.get_tracer("failhook.orchestrator")  # a proxy until a provider is set: fetched once
+_RUN_STEP = f"/{workflow_endpoint_pb2.DESCRIPTOR.services_by_name['WorkflowEndpoint'].full_name}/RunStep"
 _STEP_ERROR_TYPE = "type.googleapis.com/" + workflow_endpoint_pb2.StepError.DESCRIPTOR.full_name
 
 
@@ -90,13 +91,67 @@ def step_error_from_rpc_error(error: grpc.aio.AioRpcError) -> StepErrored:
     )
 
 
+class StepHistories:
+    """Each run's completed steps, kept encoded as ``RunStepRequest.completed_steps`` on the wire.
+
+    A RunStep request carries the whole history; rebuilding it as messages at every call costs
+    in proportion to the run's length. Repeated fields of a serialized message may be appended to
+    it, so the steps are encoded once each and the history's bytes are extended by the new ones.
+    The cache is checked against the run (its step count and the identity of its last step
+    record), so a run loaded again or restarted is encoded afresh; the oldest entries go first
+    past ``max_bytes``, and a run's entry goes when the run completes.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._runs: OrderedDict[str, tuple[int, StepRecord | None, bytes]] = OrderedDict()
+
+    def encoded(self, run: Run) -> bytes:
+        """The run's completed steps as the wire bytes of field ``completed_steps``."""
+        steps = run.steps
+        cached = self.forget(run.run_id)
+        count, data = 0, b""
+        if (
+            cached is not None
+            and cached[0] <= len(steps)
+            and (not cached[0] or steps[cached[0] - 1] is cached[1])
+        ):
+            count, _, data = cached
+        if count < len(steps):
+            new = [run_pb2.StepResult(name=s.name, output=s.output) for s in steps[count:]]
+            data += workflow_endpoint_pb2.RunStepRequest(completed_steps=new).SerializeToString()
+        self._runs[run.run_id] = (len(steps), steps[-1] if steps else None, data)
+        self._bytes += len(data)
+        while self._bytes > self._max_bytes and self._runs:
+            self._bytes -= len(self._runs.popitem(last=False)[1][2])
+        return data
+
+    def forget(self, run_id: str) -> tuple[int, StepRecord | None, bytes] | None:
+        """Drop a run's entry (returned)."""
+        cached = self._runs.pop(run_id, None)
+        if cached is not None:
+            self._bytes -= len(cached[2])
+        return cached
+
+
+def _run_step_call(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[bytes, Any]:
+    """``RunStep`` taking the request already serialized (see :class:`StepHistories`)."""
+    return channel.unary_unary(
+        _RUN_STEP,
+        request_serializer=None,
+        response_deserializer=workflow_endpoint_pb2.RunStepResponse.FromString,
+    )
+
+
 class GrpcDispatcher:
     """Calls the users' servers over pooled channels, with per-attempt deadlines."""
 
     def __init__(self, pool: ChannelPool) -> None:
         self._pool = pool
-        self._endpoints: dict[str, workflow_endpoint_pb2_grpc.WorkflowEndpointAsyncStub] = {}
+        self._endpoints: dict[str, grpc.aio.UnaryUnaryMultiCallable[bytes, Any]] = {}
         self._hooks: dict[str, failure_hook_pb2_grpc.FailureHookAsyncStub] = {}
+        self._histories = StepHistories()
 
     def refresh(self) -> None:
         """Use new channels from now on (after a certificate rotation)."""
@@ -106,20 +161,16 @@ class GrpcDispatcher:
 
     async def run_step(self, run: Run, attempt: int, timeout: float) -> StepOutcome:
         """Call ``RunStep`` for the run's next step."""
-        stub = self._endpoints.get(run.endpoint)
-        if stub is None:
-            stub = self._endpoints[run.endpoint] = workflow_endpoint_pb2_grpc.WorkflowEndpointStub(
-                self._pool.get(run.endpoint)
-            )
-        request = workflow_endpoint_pb2.RunStepRequest(
-            context=wire.run_context(run),
-            completed_steps=[run_pb2.StepResult(name=s.name, output=s.output) for s in run.steps],
-            attempt=attempt,
-            idempotency_key=f"{run.run_id}/{len(run.steps)}",
+        call = self._endpoints.get(run.endpoint)
+        if call is None:
+            call = self._endpoints[run.endpoint] = _run_step_call(self._pool.get(run.endpoint))
+        head = workflow_endpoint_pb2.RunStepRequest(
+            context=wire.run_context(run), attempt=attempt, idempotency_key=f"{run.run_id}/{len(run.steps)}"
         )
+        request = head.SerializeToString() + self._histories.encoded(run)
         with _client_span("WorkflowEndpoint", "RunStep", run.endpoint) as span:
             try:
-                response = await stub.RunStep(request, timeout=timeout, metadata=_metadata(run.headers))
+                response = await call(request, timeout=timeout, metadata=_metadata(run.headers))
             except grpc.aio.AioRpcError as error:
                 _record_status(span, error.code(), error.details())
                 return step_error_from_rpc_error(error)
@@ -130,7 +181,10 @@ class GrpcDispatcher:
                 message="the endpoint's RunStep answer could not be decoded as a RunStepResponse",
                 non_retryable=True,
             )
-        return _outcome(response)
+        outcome = _outcome(response)
+        if isinstance(outcome, RunCompleted):
+            self._histories.forget(run.run_id)
+        return outcome
 
     async def call_hook(
         self, record: DeadLetterRecord, delivery_attempt: int, timeout: float
