@@ -32,13 +32,16 @@ from .api import registration as api
 from .config import Settings
 from .dispatch import ChannelPool, GrpcDispatcher
 from .dispatch.channels import ChannelFactory
+from .engine.bulk_jobs import BulkJobRunner, BulkOperation, EntryError
 from .engine.model import now_us
 from .engine.ports import DeadLetterQuery
 from .engine.runtime import Runtime
 from .engine.service import Engine
 from .engine.targets import TargetRegistry
 from .security import AuthorizationInterceptor, RoleMap
+from .security.authz import audit_log
 from .store import SqlRunStore, open_store
+from .store.bulk_operations import SqlBulkOperationStore
 from .telemetry import Metrics
 
 __all__ = ["INSECURE_HEALTH_SERVICE", "Orchestrator", "serve"]
@@ -82,6 +85,7 @@ class Orchestrator:
         self._dispatcher: GrpcDispatcher | None = None
         self._runtime: Runtime | None = None
         self._engine: Engine | None = None
+        self._bulk: BulkJobRunner | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self._depth_task: asyncio.Task[None] | None = None
         self._dlq_depth: int | None = None
@@ -95,6 +99,12 @@ class Orchestrator:
         """The engine (after start)."""
         assert self._engine is not None, "not started"
         return self._engine
+
+    @property
+    def bulk_jobs(self) -> BulkJobRunner:
+        """The bulk jobs' runner (after start)."""
+        assert self._bulk is not None, "not started"
+        return self._bulk
 
     @property
     def store(self) -> SqlRunStore:
@@ -125,6 +135,17 @@ class Orchestrator:
         self._runtime.on_loop_died = lambda _name: self._refresh_health()
         self._engine = Engine(self._store, self._runtime)
         await self._runtime.start(steal_leases=self._store.single_node)
+        self._bulk = BulkJobRunner(
+            SqlBulkOperationStore(self._store),
+            self._engine,
+            self._runtime.clock,
+            owner=self._runtime.owner,
+            lease_us=self._runtime.lease_us,
+            heartbeat_us=int(s.runtime.heartbeat_seconds * 1_000_000),
+            claim_interval_us=int(s.runtime.claim_interval_seconds * 1_000_000),
+            audit=_audit_bulk_entry,
+        )
+        await self._bulk.start(steal_leases=self._store.single_node)
 
         roles = RoleMap(s.roles) if s.roles else RoleMap.dev_default()
         server = grpc.aio.server(
@@ -139,7 +160,7 @@ class Orchestrator:
                 ("grpc.max_receive_message_length", s.api.max_payload_bytes + 64 * 1024),
             ],
         )
-        await api.add_services(server, self._engine, self._runtime.target_control(), s)
+        await api.add_services(server, self._engine, self._runtime.target_control(), s, self._bulk)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (
@@ -207,6 +228,8 @@ class Orchestrator:
                     await task
         if self._server is not None:
             await self._server.stop(grace)
+        if self._bulk is not None:
+            await self._bulk.stop(max(0.0, grace - (time.monotonic() - started)))
         if self._runtime is not None:
             await self._runtime.stop(max(0.0, grace - (time.monotonic() - started)))
         if self._pool is not None:
@@ -278,6 +301,17 @@ class Orchestrator:
             except Exception:
                 log.exception("purging old dead letters failed")
             await asyncio.sleep(_PURGE_INTERVAL_SECONDS)
+
+
+def _audit_bulk_entry(operation: BulkOperation, dead_letter_id: str, error: EntryError | None) -> None:
+    """Each entry a bulk job acts on is audited under the identity that started the job."""
+    audit_log(
+        f"dlq.bulk.{operation.action.name.lower()}",
+        operation.created_by,
+        operation_id=operation.operation_id,
+        dead_letter_id=dead_letter_id,
+        outcome="done" if error is None else f"failed: {error.message}",
+    )
 
 
 def _tracing_server_interceptor() -> grpc.aio.ServerInterceptor[Any, Any]:

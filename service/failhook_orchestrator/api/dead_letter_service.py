@@ -11,12 +11,14 @@ from failhook.v1 import dead_letter_service_pb2 as pb
 from failhook.v1 import dead_letter_service_pb2_grpc as pb_grpc
 from failhook_orchestrator import wire
 from failhook_orchestrator.engine import limits
+from failhook_orchestrator.engine.bulk_jobs import BulkJobRunner, BulkOperationQuery
 from failhook_orchestrator.engine.errors import NotFoundError
 from failhook_orchestrator.engine.model import DeadLetterRecord, now_us
 from failhook_orchestrator.engine.ports import DeadLetterQuery
 from failhook_orchestrator.engine.service import Engine, ResumeChanges
 from failhook_orchestrator.security.authz import audit_log, caller_identity
 
+from . import bulk_operations as bulk
 from . import listing
 from .errors import invalid_argument, maps_errors
 from .pagination import page_size
@@ -67,12 +69,21 @@ def _fingerprint(q: DeadLetterQuery) -> list[Any]:
     return [q.workflows, q.failed_steps, q.hook_states, q.fail_statuses, q.after_time, q.before_time]
 
 
+def _selection(filter_: pb.DeadLetterFilter, all_: bool, size: int) -> DeadLetterQuery:
+    """A bulk action's validated filter; an empty one needs ``all``."""
+    query = _query(filter_, size, prefix="filter.")
+    if _fingerprint(query) == [(), (), (), (), None, None] and not all_:
+        raise invalid_argument("filter", "is empty: set `all` to act on every dead letter")
+    return query
+
+
 class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     """Thin servicer: validate, call the engine, map the result; every change is audited."""
 
-    def __init__(self, engine: Engine, shared: ApiShared) -> None:
+    def __init__(self, engine: Engine, shared: ApiShared, bulk_jobs: BulkJobRunner) -> None:
         self._engine = engine
         self._shared = shared
+        self._bulk = bulk_jobs
 
     @maps_errors
     async def ListDeadLetters(
@@ -155,16 +166,87 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
         audit_log("dlq.delete", caller_identity(context), dead_letter_id=dead_letter_id, deleted=str(deleted))
         return pb.DeleteDeadLetterResponse(deleted=deleted)
 
+    @maps_errors
+    async def StartBulkOperation(
+        self, request: pb.StartBulkOperationRequest, context: Context
+    ) -> pb.StartBulkOperationResponse:
+        """Start a paced, durable job over a snapshot of the filter's entries (or only count them)."""
+        action = bulk.action(request.action)
+        rate = bulk.rate(request.rate)
+        query = _selection(request.filter, request.all, bulk.SAMPLE_SIZE)
+        changes = bulk.resume_changes(request, action, self._shared.default_policy)
+        if request.validate_only:
+            count = await self._engine.count_dead_letters(query)
+            sample = await self._engine.list_dead_letters(query, include_details=False)
+            preview = pb.BulkOperation(action=request.action, filter=request.filter, rate=rate, total=count)
+            return pb.StartBulkOperationResponse(
+                operation=preview, sample_dead_letter_ids=[e.dead_letter_id for e in sample.entries]
+            )
+        identity = caller_identity(context)
+        operation = await self._bulk.start_operation(
+            action, query, rate=rate, created_by=identity, changes=changes
+        )
+        audit_log(
+            "dlq.bulk.start",
+            identity,
+            operation_id=operation.operation_id,
+            bulk_action=action.name,
+            total=str(operation.total),
+            rate=f"{rate:g}",
+        )
+        return pb.StartBulkOperationResponse(
+            operation=bulk.operation_to_proto(operation, self._shared.reading)
+        )
+
+    @maps_errors
+    async def GetBulkOperation(
+        self, request: pb.GetBulkOperationRequest, context: Context
+    ) -> pb.GetBulkOperationResponse:
+        """Return a job with its progress."""
+        operation = await self._bulk.get(validate_id("operation_id", request.operation_id))
+        return pb.GetBulkOperationResponse(operation=bulk.operation_to_proto(operation, self._shared.reading))
+
+    @maps_errors
+    async def ListBulkOperations(
+        self, request: pb.ListBulkOperationsRequest, context: Context
+    ) -> pb.ListBulkOperationsResponse:
+        """List jobs, newest first."""
+        states = bulk.states(list(request.state))
+        fingerprint = ["bulk", list(states)]
+        query = BulkOperationQuery(
+            page_size=page_size(request.page_size),
+            states=states,
+            after=self._shared.tokens.decode(request.page_token, fingerprint),
+        )
+        page = await self._bulk.list(query)
+        token = ""
+        if page.has_more:
+            last = page.operations[-1]
+            token = self._shared.tokens.encode((last.create_time, last.operation_id), fingerprint)
+        return pb.ListBulkOperationsResponse(
+            operations=[bulk.operation_to_proto(op, self._shared.reading) for op in page.operations],
+            next_page_token=token,
+        )
+
+    @maps_errors
+    async def CancelBulkOperation(
+        self, request: pb.CancelBulkOperationRequest, context: Context
+    ) -> pb.CancelBulkOperationResponse:
+        """Stop a running job."""
+        operation_id = validate_id("operation_id", request.operation_id)
+        operation = await self._bulk.cancel(operation_id)
+        audit_log("dlq.bulk.cancel", caller_identity(context), operation_id=operation_id)
+        return pb.CancelBulkOperationResponse(
+            operation=bulk.operation_to_proto(operation, self._shared.reading)
+        )
+
     async def _select(
         self, filter_: pb.DeadLetterFilter, all_: bool, limit: int
     ) -> tuple[list[str], DeadLetterQuery]:
         """The ids a bulk call acts on, and the validated filter (to count what remains after)."""
         if limit < 0:
             raise invalid_argument("limit", f"must not be negative, got {limit}")
-        size = min(limit or DEFAULT_BULK_LIMIT, MAX_BULK_LIMIT)
-        query = _query(filter_, size, prefix="filter.")
-        if _fingerprint(query) == [(), (), (), (), None, None] and not all_:
-            raise invalid_argument("filter", "is empty: set `all` to act on every dead letter")
+        query = _selection(filter_, all_, min(limit or DEFAULT_BULK_LIMIT, MAX_BULK_LIMIT))
         # A snapshot: entries that (re-)enter the queue while this call works are left for the next.
         snapshot = now_us()
         page = await self._engine.list_dead_letters(

@@ -21,6 +21,7 @@ from failhook.v1 import (
 )
 from failhook_orchestrator import wire
 from failhook_orchestrator.config import Settings
+from failhook_orchestrator.engine.bulk_jobs import BulkJobRunner
 from failhook_orchestrator.engine.service import Engine
 from failhook_orchestrator.engine.target_control import TargetControl
 from failhook_orchestrator.store.secrets import shared_secret
@@ -55,9 +56,14 @@ async def page_token_key(settings: Settings) -> bytes:
 
 
 async def add_services(
-    server: grpc.aio.Server, engine: Engine, targets: TargetControl, settings: Settings
+    server: grpc.aio.Server,
+    engine: Engine,
+    targets: TargetControl,
+    settings: Settings,
+    bulk_jobs: BulkJobRunner,
 ) -> None:
-    """Add WorkflowService and DeadLetterService (served by ``engine``) and TargetService to ``server``."""
+    """Add WorkflowService and DeadLetterService (served by ``engine`` and ``bulk_jobs``) and
+    TargetService to ``server``."""
     tokens = PageTokens(await page_token_key(settings))
     shared = ApiShared(
         limits=Limits(settings.api.max_payload_bytes),
@@ -67,6 +73,6 @@ async def add_services(
     )
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(engine, shared), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(
-        DeadLetterServicer(engine, shared), server
+        DeadLetterServicer(engine, shared, bulk_jobs), server
     )
     target_service_pb2_grpc.add_TargetServiceServicer_to_server(TargetServicer(targets, tokens), server)

@@ -167,15 +167,19 @@ class Engine:
         """Count the DLQ entries a filter selects."""
         return await self._store.count_dead_letters(query)
 
-    async def restart(self, dead_letter_id: str) -> Run:
-        """Start the entry's workflow again from scratch as a new, linked run."""
-        record = await self.get_dead_letter(dead_letter_id)
-        return await self._replace(record, self._child(record.run, RunOrigin.RESTART, keep_steps=False))
+    async def restart(self, dead_letter_id: str, *, new_run_id: str = "") -> Run:
+        """Start the entry's workflow again from scratch as a new, linked run.
 
-    async def resume(self, dead_letter_id: str, changes: ResumeChanges) -> Run:
+        ``new_run_id`` names the new run (a bulk job's, derived so that a retry finds it).
+        """
+        record = await self.get_dead_letter(dead_letter_id)
+        child = self._child(record.run, RunOrigin.RESTART, keep_steps=False, run_id=new_run_id)
+        return await self._replace(record, child)
+
+    async def resume(self, dead_letter_id: str, changes: ResumeChanges, *, new_run_id: str = "") -> Run:
         """Continue the entry's run from its failed step as a new run that keeps its steps."""
         record = await self.get_dead_letter(dead_letter_id)
-        child = self._child(record.run, RunOrigin.RESUME, keep_steps=True)
+        child = self._child(record.run, RunOrigin.RESUME, keep_steps=True, run_id=new_run_id)
         if changes.payload is not None:
             child.payload = changes.payload
         child.headers = (
@@ -267,10 +271,10 @@ class Engine:
     def _lease(self) -> tuple[str, int]:
         return self._runtime.owner, self._clock.now_us() + self._runtime.lease_us
 
-    def _child(self, parent: Run, origin: RunOrigin, *, keep_steps: bool) -> Run:
+    def _child(self, parent: Run, origin: RunOrigin, *, keep_steps: bool, run_id: str = "") -> Run:
         now = self._clock.now_us()
         return Run(
-            run_id=uuid.uuid4().hex,
+            run_id=run_id or uuid.uuid4().hex,
             workflow=parent.workflow,
             state=RunState.PENDING,
             endpoint=parent.endpoint,

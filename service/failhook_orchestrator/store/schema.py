@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["dead_letters", "metadata", "runs", "steps"]
+__all__ = ["bulk_operation_entries", "bulk_operations", "dead_letters", "metadata", "runs", "steps"]
 
 JsonColumn = JSON().with_variant(JSONB(), "postgresql")
 
@@ -118,4 +119,43 @@ dead_letters = Table(
     Index(None, "fail_status", "dead_letter_time", "dead_letter_id"),
     Index(None, "hook_state", "dead_letter_time", "dead_letter_id"),
     Index(None, "hook_state", "hook_lease_expires"),
+)
+
+# Bulk jobs on the DLQ (engine/bulk_jobs.py): one row per job, leased like a run, and the
+# snapshot of the entry ids it acts on, in order. ``position`` counts the entries worked through.
+bulk_operations = Table(
+    "bulk_operations",
+    metadata,
+    Column("operation_id", String(64), primary_key=True),
+    Column("action", SmallInteger, nullable=False),
+    Column("state", SmallInteger, nullable=False),
+    Column("filter", JsonColumn, nullable=False),
+    Column("rate", Float, nullable=False),
+    Column("changes", JsonColumn, nullable=True),
+    Column("total", BigInteger, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("done", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("errors", JsonColumn, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+    Column("finish_time", BigInteger, nullable=True),
+    Column("lease_owner", String(128), nullable=True),
+    Column("lease_expires", BigInteger, nullable=True),
+    Index(None, "create_time", "operation_id"),
+    Index(None, "state", "lease_expires"),
+)
+
+bulk_operation_entries = Table(
+    "bulk_operation_entries",
+    metadata,
+    Column(
+        "operation_id",
+        String(64),
+        ForeignKey("bulk_operations.operation_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("idx", Integer, primary_key=True),
+    Column("dead_letter_id", String(64), nullable=False),
 )

@@ -57,6 +57,84 @@ HOOK_STATE_FAILED: HookState.ValueType  # 3
 `last_error` says why. RetryFailureHook delivers it again.
 """
 
+class _BulkAction:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BulkActionEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_BulkAction.ValueType], builtins.type):
+    DESCRIPTOR: descriptor.EnumDescriptor
+    BULK_ACTION_UNSPECIFIED: _BulkAction.ValueType  # 0
+    """BULK_ACTION_UNSPECIFIED is not an action: StartBulkOperation refuses it."""
+    BULK_ACTION_RESTART: _BulkAction.ValueType  # 1
+    """BULK_ACTION_RESTART restarts each entry's workflow from scratch (as RestartRun)."""
+    BULK_ACTION_RESUME: _BulkAction.ValueType  # 2
+    """BULK_ACTION_RESUME resumes each entry's run from its failed step (as ResumeRun), with the
+    operation's `resume_changes` applied to every new run.
+    """
+    BULK_ACTION_RETRY_HOOK: _BulkAction.ValueType  # 3
+    """BULK_ACTION_RETRY_HOOK delivers each entry's failure hook again (as RetryFailureHook); an
+    entry whose hook is not HOOK_STATE_FAILED counts as failed.
+    """
+    BULK_ACTION_DELETE: _BulkAction.ValueType  # 4
+    """BULK_ACTION_DELETE deletes each entry (as DeleteDeadLetter with `allow_missing`)."""
+
+class BulkAction(_BulkAction, metaclass=_BulkActionEnumTypeWrapper):
+    """BulkAction is what a bulk operation does to each entry it selected."""
+
+BULK_ACTION_UNSPECIFIED: BulkAction.ValueType  # 0
+"""BULK_ACTION_UNSPECIFIED is not an action: StartBulkOperation refuses it."""
+BULK_ACTION_RESTART: BulkAction.ValueType  # 1
+"""BULK_ACTION_RESTART restarts each entry's workflow from scratch (as RestartRun)."""
+BULK_ACTION_RESUME: BulkAction.ValueType  # 2
+"""BULK_ACTION_RESUME resumes each entry's run from its failed step (as ResumeRun), with the
+operation's `resume_changes` applied to every new run.
+"""
+BULK_ACTION_RETRY_HOOK: BulkAction.ValueType  # 3
+"""BULK_ACTION_RETRY_HOOK delivers each entry's failure hook again (as RetryFailureHook); an
+entry whose hook is not HOOK_STATE_FAILED counts as failed.
+"""
+BULK_ACTION_DELETE: BulkAction.ValueType  # 4
+"""BULK_ACTION_DELETE deletes each entry (as DeleteDeadLetter with `allow_missing`)."""
+
+class _BulkOperationState:
+    ValueType = typing.NewType("ValueType", builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BulkOperationStateEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_BulkOperationState.ValueType], builtins.type):
+    DESCRIPTOR: descriptor.EnumDescriptor
+    BULK_OPERATION_STATE_UNSPECIFIED: _BulkOperationState.ValueType  # 0
+    """BULK_OPERATION_STATE_UNSPECIFIED is never set on a started operation; in a filter it
+    means "any state".
+    """
+    BULK_OPERATION_STATE_RUNNING: _BulkOperationState.ValueType  # 1
+    """BULK_OPERATION_STATE_RUNNING: entries are still being worked through."""
+    BULK_OPERATION_STATE_SUCCEEDED: _BulkOperationState.ValueType  # 2
+    """BULK_OPERATION_STATE_SUCCEEDED: every entry was acted on, none failed."""
+    BULK_OPERATION_STATE_FAILED: _BulkOperationState.ValueType  # 3
+    """BULK_OPERATION_STATE_FAILED: every entry was worked through and at least one failed
+    (`failed` counts them, `errors` shows the first ones).
+    """
+    BULK_OPERATION_STATE_CANCELED: _BulkOperationState.ValueType  # 4
+    """BULK_OPERATION_STATE_CANCELED: CancelBulkOperation stopped it before the end."""
+
+class BulkOperationState(_BulkOperationState, metaclass=_BulkOperationStateEnumTypeWrapper):
+    """BulkOperationState is where a bulk operation is in its life."""
+
+BULK_OPERATION_STATE_UNSPECIFIED: BulkOperationState.ValueType  # 0
+"""BULK_OPERATION_STATE_UNSPECIFIED is never set on a started operation; in a filter it
+means "any state".
+"""
+BULK_OPERATION_STATE_RUNNING: BulkOperationState.ValueType  # 1
+"""BULK_OPERATION_STATE_RUNNING: entries are still being worked through."""
+BULK_OPERATION_STATE_SUCCEEDED: BulkOperationState.ValueType  # 2
+"""BULK_OPERATION_STATE_SUCCEEDED: every entry was acted on, none failed."""
+BULK_OPERATION_STATE_FAILED: BulkOperationState.ValueType  # 3
+"""BULK_OPERATION_STATE_FAILED: every entry was worked through and at least one failed
+(`failed` counts them, `errors` shows the first ones).
+"""
+BULK_OPERATION_STATE_CANCELED: BulkOperationState.ValueType  # 4
+"""BULK_OPERATION_STATE_CANCELED: CancelBulkOperation stopped it before the end."""
+
 @typing.final
 class FailureHookOutcome(message.Message):
     """FailureHookOutcome records the delivery of a run's failure hook."""
@@ -799,5 +877,407 @@ class BulkDeleteDeadLettersResponse(message.Message):
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = typing.Literal["deleted_count", b"deleted_count", "remaining", b"remaining"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class BulkResumeChanges(message.Message):
+    """BulkResumeChanges are the changes a BULK_ACTION_RESUME operation applies to every resumed
+    run, with the meaning of the same fields of ResumeRunRequest.
+    """
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    @typing.final
+    class HeadersEntry(message.Message):
+        DESCRIPTOR: descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    PAYLOAD_FIELD_NUMBER: builtins.int
+    HEADERS_FIELD_NUMBER: builtins.int
+    REPLACE_HEADERS_FIELD_NUMBER: builtins.int
+    RETRY_POLICY_FIELD_NUMBER: builtins.int
+    payload: builtins.bytes
+    """payload replaces each run's payload when set."""
+    replace_headers: builtins.bool
+    """replace_headers makes `headers` replace each run's headers instead of being merged."""
+    @builtins.property
+    def headers(self) -> containers.ScalarMap[builtins.str, builtins.str]:
+        """headers are merged over each run's headers (or replace them, see `replace_headers`)."""
+
+    @builtins.property
+    def retry_policy(self) -> run_pb2.RetryPolicy:
+        """retry_policy replaces each run's retry policy when set."""
+
+    def __init__(
+        self,
+        *,
+        payload: builtins.bytes | None = ...,
+        headers: abc.Mapping[builtins.str, builtins.str] | None = ...,
+        replace_headers: builtins.bool = ...,
+        retry_policy: run_pb2.RetryPolicy | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["_payload", b"_payload", "payload", b"payload", "retry_policy", b"retry_policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["_payload", b"_payload", "headers", b"headers", "payload", b"payload", "replace_headers", b"replace_headers", "retry_policy", b"retry_policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__payload: _TypeAlias = typing.Literal["payload"]  # noqa: Y015
+    _WhichOneofArgType__payload: _TypeAlias = typing.Literal["_payload", b"_payload"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payload) -> _WhichOneofReturnType__payload | None: ...
+
+@typing.final
+class BulkEntryError(message.Message):
+    """BulkEntryError is why a bulk operation could not act on one entry."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    DEAD_LETTER_ID_FIELD_NUMBER: builtins.int
+    STATUS_CODE_FIELD_NUMBER: builtins.int
+    MESSAGE_FIELD_NUMBER: builtins.int
+    dead_letter_id: builtins.str
+    """dead_letter_id is the entry's id."""
+    status_code: builtins.int
+    """status_code is the gRPC status code the single-entry RPC would have returned
+    (e.g. 5 NOT_FOUND for an entry removed meanwhile).
+    """
+    message: builtins.str
+    """message says what went wrong."""
+    def __init__(
+        self,
+        *,
+        dead_letter_id: builtins.str = ...,
+        status_code: builtins.int = ...,
+        message: builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_letter_id", b"dead_letter_id", "message", b"message", "status_code", b"status_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class BulkOperation(message.Message):
+    """BulkOperation is a durable job acting on a snapshot of dead letters. Every field is output
+    only.
+    """
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATION_ID_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
+    FILTER_FIELD_NUMBER: builtins.int
+    RATE_FIELD_NUMBER: builtins.int
+    TOTAL_FIELD_NUMBER: builtins.int
+    DONE_FIELD_NUMBER: builtins.int
+    FAILED_FIELD_NUMBER: builtins.int
+    ERRORS_FIELD_NUMBER: builtins.int
+    CREATE_TIME_FIELD_NUMBER: builtins.int
+    UPDATE_TIME_FIELD_NUMBER: builtins.int
+    FINISH_TIME_FIELD_NUMBER: builtins.int
+    CREATED_BY_FIELD_NUMBER: builtins.int
+    RESUME_CHANGES_FIELD_NUMBER: builtins.int
+    operation_id: builtins.str
+    """operation_id is the operation's id."""
+    action: BulkAction.ValueType
+    """action is what the operation does to each entry."""
+    state: BulkOperationState.ValueType
+    """state is where the operation is."""
+    rate: builtins.float
+    """rate is the pace, in entries per second."""
+    total: builtins.int
+    """total is the number of entries in the snapshot taken when the operation started."""
+    done: builtins.int
+    """done is the number of entries acted on successfully so far."""
+    failed: builtins.int
+    """failed is the number of entries the action failed on so far; `done + failed` of `total`
+    is the progress.
+    """
+    created_by: builtins.str
+    """created_by is the identity of the caller that started it."""
+    @builtins.property
+    def filter(self) -> DeadLetterFilter:
+        """filter is the filter the entries were selected by."""
+
+    @builtins.property
+    def errors(self) -> containers.RepeatedCompositeFieldContainer[BulkEntryError]:
+        """errors are the first failures (at most 20), in the order they happened."""
+
+    @builtins.property
+    def create_time(self) -> timestamp_pb2.Timestamp:
+        """create_time is when the operation started (and took its snapshot)."""
+
+    @builtins.property
+    def update_time(self) -> timestamp_pb2.Timestamp:
+        """update_time is when the operation last made progress or changed state."""
+
+    @builtins.property
+    def finish_time(self) -> timestamp_pb2.Timestamp:
+        """finish_time is when the operation ended; unset while it is RUNNING."""
+
+    @builtins.property
+    def resume_changes(self) -> BulkResumeChanges:
+        """resume_changes are the changes a BULK_ACTION_RESUME operation applies."""
+
+    def __init__(
+        self,
+        *,
+        operation_id: builtins.str = ...,
+        action: BulkAction.ValueType = ...,
+        state: BulkOperationState.ValueType = ...,
+        filter: DeadLetterFilter | None = ...,
+        rate: builtins.float = ...,
+        total: builtins.int = ...,
+        done: builtins.int = ...,
+        failed: builtins.int = ...,
+        errors: abc.Iterable[BulkEntryError] | None = ...,
+        create_time: timestamp_pb2.Timestamp | None = ...,
+        update_time: timestamp_pb2.Timestamp | None = ...,
+        finish_time: timestamp_pb2.Timestamp | None = ...,
+        created_by: builtins.str = ...,
+        resume_changes: BulkResumeChanges | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "filter", b"filter", "finish_time", b"finish_time", "resume_changes", b"resume_changes", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["action", b"action", "create_time", b"create_time", "created_by", b"created_by", "done", b"done", "errors", b"errors", "failed", b"failed", "filter", b"filter", "finish_time", b"finish_time", "operation_id", b"operation_id", "rate", b"rate", "resume_changes", b"resume_changes", "state", b"state", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class StartBulkOperationRequest(message.Message):
+    """StartBulkOperationRequest says which entries to act on, how, and how fast."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: builtins.int
+    ALL_FIELD_NUMBER: builtins.int
+    ACTION_FIELD_NUMBER: builtins.int
+    RATE_FIELD_NUMBER: builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: builtins.int
+    RESUME_CHANGES_FIELD_NUMBER: builtins.int
+    all: builtins.bool
+    """all confirms that an empty filter means every entry."""
+    action: BulkAction.ValueType
+    """action is what to do to each entry. Required."""
+    rate: builtins.float
+    """rate is the pace in entries per second: 0 means 50; at most 1000; negative values are
+    INVALID_ARGUMENT. Pace a redrive by what the recovered service can take.
+    """
+    validate_only: builtins.bool
+    """validate_only checks the request and counts the matching entries without starting
+    anything or writing anything (AIP-163).
+    """
+    @builtins.property
+    def filter(self) -> DeadLetterFilter:
+        """filter selects the entries. An empty filter needs `all` set."""
+
+    @builtins.property
+    def resume_changes(self) -> BulkResumeChanges:
+        """resume_changes apply to every resumed run (BULK_ACTION_RESUME only; INVALID_ARGUMENT with
+        another action).
+        """
+
+    def __init__(
+        self,
+        *,
+        filter: DeadLetterFilter | None = ...,
+        all: builtins.bool = ...,
+        action: BulkAction.ValueType = ...,
+        rate: builtins.float = ...,
+        validate_only: builtins.bool = ...,
+        resume_changes: BulkResumeChanges | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["filter", b"filter", "resume_changes", b"resume_changes"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["action", b"action", "all", b"all", "filter", b"filter", "rate", b"rate", "resume_changes", b"resume_changes", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class StartBulkOperationResponse(message.Message):
+    """StartBulkOperationResponse returns the started operation, or what it would act on."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: builtins.int
+    SAMPLE_DEAD_LETTER_IDS_FIELD_NUMBER: builtins.int
+    @builtins.property
+    def operation(self) -> BulkOperation:
+        """operation is the started operation, RUNNING. With `validate_only` it is not stored: its
+        `operation_id` is empty and its `total` is the number of entries that match now.
+        """
+
+    @builtins.property
+    def sample_dead_letter_ids(self) -> containers.RepeatedScalarFieldContainer[builtins.str]:
+        """sample_dead_letter_ids are the ids of up to 10 of the matching entries, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        operation: BulkOperation | None = ...,
+        sample_dead_letter_ids: abc.Iterable[builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["operation", b"operation", "sample_dead_letter_ids", b"sample_dead_letter_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class GetBulkOperationRequest(message.Message):
+    """GetBulkOperationRequest names an operation."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATION_ID_FIELD_NUMBER: builtins.int
+    operation_id: builtins.str
+    """operation_id is the operation's id. Required."""
+    def __init__(
+        self,
+        *,
+        operation_id: builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["operation_id", b"operation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class GetBulkOperationResponse(message.Message):
+    """GetBulkOperationResponse returns an operation."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: builtins.int
+    @builtins.property
+    def operation(self) -> BulkOperation:
+        """operation is the requested operation with its progress."""
+
+    def __init__(
+        self,
+        *,
+        operation: BulkOperation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["operation", b"operation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class ListBulkOperationsRequest(message.Message):
+    """ListBulkOperationsRequest lists operations, newest first."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    STATE_FIELD_NUMBER: builtins.int
+    page_size: builtins.int
+    """page_size is the maximum number of operations to return. 0 means 50; values above 1000 are
+    coerced to 1000; negative values are INVALID_ARGUMENT.
+    """
+    page_token: builtins.str
+    """page_token is the `next_page_token` of a previous call with the same filter; empty for the
+    first page.
+    """
+    @builtins.property
+    def state(self) -> containers.RepeatedScalarFieldContainer[BulkOperationState.ValueType]:
+        """state keeps operations in any of these states; empty keeps all."""
+
+    def __init__(
+        self,
+        *,
+        page_size: builtins.int = ...,
+        page_token: builtins.str = ...,
+        state: abc.Iterable[BulkOperationState.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class ListBulkOperationsResponse(message.Message):
+    """ListBulkOperationsResponse is one page of operations."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATIONS_FIELD_NUMBER: builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: builtins.int
+    next_page_token: builtins.str
+    """next_page_token fetches the next page; empty on the last page."""
+    @builtins.property
+    def operations(self) -> containers.RepeatedCompositeFieldContainer[BulkOperation]:
+        """operations are the page's operations (their `errors` included)."""
+
+    def __init__(
+        self,
+        *,
+        operations: abc.Iterable[BulkOperation] | None = ...,
+        next_page_token: builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["next_page_token", b"next_page_token", "operations", b"operations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class CancelBulkOperationRequest(message.Message):
+    """CancelBulkOperationRequest names the operation to cancel."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATION_ID_FIELD_NUMBER: builtins.int
+    operation_id: builtins.str
+    """operation_id is the operation's id. Required."""
+    def __init__(
+        self,
+        *,
+        operation_id: builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["operation_id", b"operation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+@typing.final
+class CancelBulkOperationResponse(message.Message):
+    """CancelBulkOperationResponse returns the canceled operation."""
+
+    DESCRIPTOR: descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: builtins.int
+    @builtins.property
+    def operation(self) -> BulkOperation:
+        """operation is the operation, BULK_OPERATION_STATE_CANCELED."""
+
+    def __init__(
+        self,
+        *,
+        operation: BulkOperation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = typing.Literal["operation", b"operation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = typing.Literal["operation", b"operation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

@@ -82,6 +82,26 @@ class DeadLetterServiceStub:
                 request_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.BulkDeleteDeadLettersRequest.SerializeToString,
                 response_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.BulkDeleteDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.StartBulkOperation = channel.unary_unary(
+                '/failhook.v1.DeadLetterService/StartBulkOperation',
+                request_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.StartBulkOperationRequest.SerializeToString,
+                response_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.StartBulkOperationResponse.FromString,
+                _registered_method=True)
+        self.GetBulkOperation = channel.unary_unary(
+                '/failhook.v1.DeadLetterService/GetBulkOperation',
+                request_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.GetBulkOperationRequest.SerializeToString,
+                response_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.GetBulkOperationResponse.FromString,
+                _registered_method=True)
+        self.ListBulkOperations = channel.unary_unary(
+                '/failhook.v1.DeadLetterService/ListBulkOperations',
+                request_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.ListBulkOperationsRequest.SerializeToString,
+                response_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.ListBulkOperationsResponse.FromString,
+                _registered_method=True)
+        self.CancelBulkOperation = channel.unary_unary(
+                '/failhook.v1.DeadLetterService/CancelBulkOperation',
+                request_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.CancelBulkOperationRequest.SerializeToString,
+                response_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.CancelBulkOperationResponse.FromString,
+                _registered_method=True)
 
 
 class DeadLetterServiceServicer:
@@ -140,7 +160,8 @@ class DeadLetterServiceServicer:
 
     def BulkRestartRuns(self, request, context):
         """BulkRestartRuns restarts up to `limit` entries selected by a filter, oldest first. Call it
-        again while `remaining` is not zero.
+        again while `remaining` is not zero. Superseded by StartBulkOperation with
+        BULK_ACTION_RESTART (a paced, durable job with progress); kept working unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -148,7 +169,8 @@ class DeadLetterServiceServicer:
 
     def BulkResumeRuns(self, request, context):
         """BulkResumeRuns resumes up to `limit` entries selected by a filter, oldest first. Call it
-        again while `remaining` is not zero.
+        again while `remaining` is not zero. Superseded by StartBulkOperation with
+        BULK_ACTION_RESUME; kept working unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -156,7 +178,43 @@ class DeadLetterServiceServicer:
 
     def BulkDeleteDeadLetters(self, request, context):
         """BulkDeleteDeadLetters deletes up to `limit` entries selected by a filter, oldest first. Call
-        it again while `remaining` is not zero.
+        it again while `remaining` is not zero. Superseded by StartBulkOperation with
+        BULK_ACTION_DELETE; kept working unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartBulkOperation(self, request, context):
+        """StartBulkOperation starts a bulk operation: a durable job that takes a snapshot of the
+        entries the filter selects now, then acts on them one by one, oldest first, at `rate`
+        entries per second. The job survives restarts of the orchestrator (another replica, or the
+        restarted process, continues it where it stopped: no entry is acted on twice, none is
+        skipped). With `validate_only` nothing is written: the response says how many entries match
+        and shows a sample of their ids (AIP-163).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBulkOperation(self, request, context):
+        """GetBulkOperation returns a bulk operation with its progress. NOT_FOUND if unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBulkOperations(self, request, context):
+        """ListBulkOperations lists bulk operations, newest first, with keyset pagination (AIP-158).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBulkOperation(self, request, context):
+        """CancelBulkOperation stops a running bulk operation: no entry is started after the call
+        returns (an entry being acted on at that moment finishes). Canceling a canceled operation
+        returns it unchanged; a SUCCEEDED or FAILED one is FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,6 +267,26 @@ def add_DeadLetterServiceServicer_to_server(servicer, server):
                     servicer.BulkDeleteDeadLetters,
                     request_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.BulkDeleteDeadLettersRequest.FromString,
                     response_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.BulkDeleteDeadLettersResponse.SerializeToString,
+            ),
+            'StartBulkOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartBulkOperation,
+                    request_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.StartBulkOperationRequest.FromString,
+                    response_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.StartBulkOperationResponse.SerializeToString,
+            ),
+            'GetBulkOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBulkOperation,
+                    request_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.GetBulkOperationRequest.FromString,
+                    response_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.GetBulkOperationResponse.SerializeToString,
+            ),
+            'ListBulkOperations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBulkOperations,
+                    request_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.ListBulkOperationsRequest.FromString,
+                    response_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.ListBulkOperationsResponse.SerializeToString,
+            ),
+            'CancelBulkOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBulkOperation,
+                    request_deserializer=failhook_dot_v1_dot_dead__letter__service__pb2.CancelBulkOperationRequest.FromString,
+                    response_serializer=failhook_dot_v1_dot_dead__letter__service__pb2.CancelBulkOperationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -457,6 +535,114 @@ class DeadLetterService:
             '/failhook.v1.DeadLetterService/BulkDeleteDeadLetters',
             failhook_dot_v1_dot_dead__letter__service__pb2.BulkDeleteDeadLettersRequest.SerializeToString,
             failhook_dot_v1_dot_dead__letter__service__pb2.BulkDeleteDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartBulkOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/failhook.v1.DeadLetterService/StartBulkOperation',
+            failhook_dot_v1_dot_dead__letter__service__pb2.StartBulkOperationRequest.SerializeToString,
+            failhook_dot_v1_dot_dead__letter__service__pb2.StartBulkOperationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBulkOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/failhook.v1.DeadLetterService/GetBulkOperation',
+            failhook_dot_v1_dot_dead__letter__service__pb2.GetBulkOperationRequest.SerializeToString,
+            failhook_dot_v1_dot_dead__letter__service__pb2.GetBulkOperationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBulkOperations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/failhook.v1.DeadLetterService/ListBulkOperations',
+            failhook_dot_v1_dot_dead__letter__service__pb2.ListBulkOperationsRequest.SerializeToString,
+            failhook_dot_v1_dot_dead__letter__service__pb2.ListBulkOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBulkOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/failhook.v1.DeadLetterService/CancelBulkOperation',
+            failhook_dot_v1_dot_dead__letter__service__pb2.CancelBulkOperationRequest.SerializeToString,
+            failhook_dot_v1_dot_dead__letter__service__pb2.CancelBulkOperationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -60,15 +60,35 @@ class DeadLetterServiceStub:
     """DeleteDeadLetter removes an entry for good; its run stays, RUN_STATE_DEAD_LETTERED."""
     BulkRestartRuns: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.BulkRestartRunsRequest, dead_letter_service_pb2.BulkRestartRunsResponse]
     """BulkRestartRuns restarts up to `limit` entries selected by a filter, oldest first. Call it
-    again while `remaining` is not zero.
+    again while `remaining` is not zero. Superseded by StartBulkOperation with
+    BULK_ACTION_RESTART (a paced, durable job with progress); kept working unchanged.
     """
     BulkResumeRuns: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.BulkResumeRunsRequest, dead_letter_service_pb2.BulkResumeRunsResponse]
     """BulkResumeRuns resumes up to `limit` entries selected by a filter, oldest first. Call it
-    again while `remaining` is not zero.
+    again while `remaining` is not zero. Superseded by StartBulkOperation with
+    BULK_ACTION_RESUME; kept working unchanged.
     """
     BulkDeleteDeadLetters: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.BulkDeleteDeadLettersRequest, dead_letter_service_pb2.BulkDeleteDeadLettersResponse]
     """BulkDeleteDeadLetters deletes up to `limit` entries selected by a filter, oldest first. Call
-    it again while `remaining` is not zero.
+    it again while `remaining` is not zero. Superseded by StartBulkOperation with
+    BULK_ACTION_DELETE; kept working unchanged.
+    """
+    StartBulkOperation: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.StartBulkOperationRequest, dead_letter_service_pb2.StartBulkOperationResponse]
+    """StartBulkOperation starts a bulk operation: a durable job that takes a snapshot of the
+    entries the filter selects now, then acts on them one by one, oldest first, at `rate`
+    entries per second. The job survives restarts of the orchestrator (another replica, or the
+    restarted process, continues it where it stopped: no entry is acted on twice, none is
+    skipped). With `validate_only` nothing is written: the response says how many entries match
+    and shows a sample of their ids (AIP-163).
+    """
+    GetBulkOperation: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.GetBulkOperationRequest, dead_letter_service_pb2.GetBulkOperationResponse]
+    """GetBulkOperation returns a bulk operation with its progress. NOT_FOUND if unknown."""
+    ListBulkOperations: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.ListBulkOperationsRequest, dead_letter_service_pb2.ListBulkOperationsResponse]
+    """ListBulkOperations lists bulk operations, newest first, with keyset pagination (AIP-158)."""
+    CancelBulkOperation: grpc.UnaryUnaryMultiCallable[dead_letter_service_pb2.CancelBulkOperationRequest, dead_letter_service_pb2.CancelBulkOperationResponse]
+    """CancelBulkOperation stops a running bulk operation: no entry is started after the call
+    returns (an entry being acted on at that moment finishes). Canceling a canceled operation
+    returns it unchanged; a SUCCEEDED or FAILED one is FAILED_PRECONDITION.
     """
 
 @typing.type_check_only
@@ -103,15 +123,35 @@ class DeadLetterServiceAsyncStub(DeadLetterServiceStub):
     """DeleteDeadLetter removes an entry for good; its run stays, RUN_STATE_DEAD_LETTERED."""
     BulkRestartRuns: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.BulkRestartRunsRequest, dead_letter_service_pb2.BulkRestartRunsResponse]  # type: ignore[assignment]
     """BulkRestartRuns restarts up to `limit` entries selected by a filter, oldest first. Call it
-    again while `remaining` is not zero.
+    again while `remaining` is not zero. Superseded by StartBulkOperation with
+    BULK_ACTION_RESTART (a paced, durable job with progress); kept working unchanged.
     """
     BulkResumeRuns: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.BulkResumeRunsRequest, dead_letter_service_pb2.BulkResumeRunsResponse]  # type: ignore[assignment]
     """BulkResumeRuns resumes up to `limit` entries selected by a filter, oldest first. Call it
-    again while `remaining` is not zero.
+    again while `remaining` is not zero. Superseded by StartBulkOperation with
+    BULK_ACTION_RESUME; kept working unchanged.
     """
     BulkDeleteDeadLetters: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.BulkDeleteDeadLettersRequest, dead_letter_service_pb2.BulkDeleteDeadLettersResponse]  # type: ignore[assignment]
     """BulkDeleteDeadLetters deletes up to `limit` entries selected by a filter, oldest first. Call
-    it again while `remaining` is not zero.
+    it again while `remaining` is not zero. Superseded by StartBulkOperation with
+    BULK_ACTION_DELETE; kept working unchanged.
+    """
+    StartBulkOperation: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.StartBulkOperationRequest, dead_letter_service_pb2.StartBulkOperationResponse]  # type: ignore[assignment]
+    """StartBulkOperation starts a bulk operation: a durable job that takes a snapshot of the
+    entries the filter selects now, then acts on them one by one, oldest first, at `rate`
+    entries per second. The job survives restarts of the orchestrator (another replica, or the
+    restarted process, continues it where it stopped: no entry is acted on twice, none is
+    skipped). With `validate_only` nothing is written: the response says how many entries match
+    and shows a sample of their ids (AIP-163).
+    """
+    GetBulkOperation: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.GetBulkOperationRequest, dead_letter_service_pb2.GetBulkOperationResponse]  # type: ignore[assignment]
+    """GetBulkOperation returns a bulk operation with its progress. NOT_FOUND if unknown."""
+    ListBulkOperations: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.ListBulkOperationsRequest, dead_letter_service_pb2.ListBulkOperationsResponse]  # type: ignore[assignment]
+    """ListBulkOperations lists bulk operations, newest first, with keyset pagination (AIP-158)."""
+    CancelBulkOperation: aio.UnaryUnaryMultiCallable[dead_letter_service_pb2.CancelBulkOperationRequest, dead_letter_service_pb2.CancelBulkOperationResponse]  # type: ignore[assignment]
+    """CancelBulkOperation stops a running bulk operation: no entry is started after the call
+    returns (an entry being acted on at that moment finishes). Canceling a canceled operation
+    returns it unchanged; a SUCCEEDED or FAILED one is FAILED_PRECONDITION.
     """
 
 class DeadLetterServiceServicer(metaclass=abc_1.ABCMeta):
@@ -185,7 +225,8 @@ class DeadLetterServiceServicer(metaclass=abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[dead_letter_service_pb2.BulkRestartRunsResponse, abc.Awaitable[dead_letter_service_pb2.BulkRestartRunsResponse]]:
         """BulkRestartRuns restarts up to `limit` entries selected by a filter, oldest first. Call it
-        again while `remaining` is not zero.
+        again while `remaining` is not zero. Superseded by StartBulkOperation with
+        BULK_ACTION_RESTART (a paced, durable job with progress); kept working unchanged.
         """
 
     @abc_1.abstractmethod
@@ -195,7 +236,8 @@ class DeadLetterServiceServicer(metaclass=abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[dead_letter_service_pb2.BulkResumeRunsResponse, abc.Awaitable[dead_letter_service_pb2.BulkResumeRunsResponse]]:
         """BulkResumeRuns resumes up to `limit` entries selected by a filter, oldest first. Call it
-        again while `remaining` is not zero.
+        again while `remaining` is not zero. Superseded by StartBulkOperation with
+        BULK_ACTION_RESUME; kept working unchanged.
         """
 
     @abc_1.abstractmethod
@@ -205,7 +247,49 @@ class DeadLetterServiceServicer(metaclass=abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> typing.Union[dead_letter_service_pb2.BulkDeleteDeadLettersResponse, abc.Awaitable[dead_letter_service_pb2.BulkDeleteDeadLettersResponse]]:
         """BulkDeleteDeadLetters deletes up to `limit` entries selected by a filter, oldest first. Call
-        it again while `remaining` is not zero.
+        it again while `remaining` is not zero. Superseded by StartBulkOperation with
+        BULK_ACTION_DELETE; kept working unchanged.
+        """
+
+    @abc_1.abstractmethod
+    def StartBulkOperation(
+        self,
+        request: dead_letter_service_pb2.StartBulkOperationRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[dead_letter_service_pb2.StartBulkOperationResponse, abc.Awaitable[dead_letter_service_pb2.StartBulkOperationResponse]]:
+        """StartBulkOperation starts a bulk operation: a durable job that takes a snapshot of the
+        entries the filter selects now, then acts on them one by one, oldest first, at `rate`
+        entries per second. The job survives restarts of the orchestrator (another replica, or the
+        restarted process, continues it where it stopped: no entry is acted on twice, none is
+        skipped). With `validate_only` nothing is written: the response says how many entries match
+        and shows a sample of their ids (AIP-163).
+        """
+
+    @abc_1.abstractmethod
+    def GetBulkOperation(
+        self,
+        request: dead_letter_service_pb2.GetBulkOperationRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[dead_letter_service_pb2.GetBulkOperationResponse, abc.Awaitable[dead_letter_service_pb2.GetBulkOperationResponse]]:
+        """GetBulkOperation returns a bulk operation with its progress. NOT_FOUND if unknown."""
+
+    @abc_1.abstractmethod
+    def ListBulkOperations(
+        self,
+        request: dead_letter_service_pb2.ListBulkOperationsRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[dead_letter_service_pb2.ListBulkOperationsResponse, abc.Awaitable[dead_letter_service_pb2.ListBulkOperationsResponse]]:
+        """ListBulkOperations lists bulk operations, newest first, with keyset pagination (AIP-158)."""
+
+    @abc_1.abstractmethod
+    def CancelBulkOperation(
+        self,
+        request: dead_letter_service_pb2.CancelBulkOperationRequest,
+        context: _ServicerContext,
+    ) -> typing.Union[dead_letter_service_pb2.CancelBulkOperationResponse, abc.Awaitable[dead_letter_service_pb2.CancelBulkOperationResponse]]:
+        """CancelBulkOperation stops a running bulk operation: no entry is started after the call
+        returns (an entry being acted on at that moment finishes). Canceling a canceled operation
+        returns it unchanged; a SUCCEEDED or FAILED one is FAILED_PRECONDITION.
         """
 
 def add_DeadLetterServiceServicer_to_server(servicer: DeadLetterServiceServicer, server: typing.Union[grpc.Server, aio.Server]) -> None: ...

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file failhook/v1/dead_letter_service.proto.
  */
 export const file_failhook_v1_dead_letter_service: GenFile = /*@__PURE__*/
-  fileDesc("CiVmYWlsaG9vay92MS9kZWFkX2xldHRlcl9zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSKhAwoSRmFpbHVyZUhvb2tPdXRjb21lEiUKBXN0YXRlGAEgASgOMhYuZmFpbGhvb2sudjEuSG9va1N0YXRlEhAKCGF0dGVtcHRzGAIgASgFEhIKCmxhc3RfZXJyb3IYAyABKAkSDgoGcmVzdWx0GAQgASgJEg4KBnRhcmdldBgFIAEoCRIYChBsYXN0X3N0YXR1c19jb2RlGAYgASgFEjUKEWxhc3RfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAkSOQoPYXR0ZW1wdF9oaXN0b3J5GAkgAygLMiAuZmFpbGhvb2sudjEuSG9va0RlbGl2ZXJ5QXR0ZW1wdBI1ChFuZXh0X2F0dGVtcHRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcGFya19kZXRhaWwYFCABKAkSLQoJcGFya190aW1lGBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKnAQoTSG9va0RlbGl2ZXJ5QXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC3N0YXR1c19jb2RlGAQgASgFEg0KBWVycm9yGAUgASgJIu0BCgpEZWFkTGV0dGVyEhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJEiUKA3J1bhgCIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuEikKB2ZhaWx1cmUYAyABKAsyGC5mYWlsaG9vay52MS5TdGVwRmFpbHVyZRItCgRob29rGAQgASgLMh8uZmFpbGhvb2sudjEuRmFpbHVyZUhvb2tPdXRjb21lEjQKEGRlYWRfbGV0dGVyX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHRyYWNlX2lkGAYgASgJIu0BChBEZWFkTGV0dGVyRmlsdGVyEhAKCHdvcmtmbG93GAEgAygJEhMKC2ZhaWxlZF9zdGVwGAIgAygJEioKCmhvb2tfc3RhdGUYAyADKA4yFi5mYWlsaG9vay52MS5Ib29rU3RhdGUSEwoLZmFpbF9zdGF0dXMYBCADKAUSNwoTZGVhZF9sZXR0ZXJlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOAoUZGVhZF9sZXR0ZXJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr4CChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgAygJEhMKC2ZhaWxlZF9zdGVwGAQgAygJEioKCmhvb2tfc3RhdGUYBSADKA4yFi5mYWlsaG9vay52MS5Ib29rU3RhdGUSEwoLZmFpbF9zdGF0dXMYBiADKAUSNwoTZGVhZF9sZXR0ZXJlZF9hZnRlchgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOAoUZGVhZF9sZXR0ZXJlZF9iZWZvcmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBHZpZXcYCSABKA4yFC5mYWlsaG9vay52MS5SdW5WaWV3ImEKF0xpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEi0KDGRlYWRfbGV0dGVycxgBIAMoCzIXLmZhaWxob29rLnYxLkRlYWRMZXR0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi4KFEdldERlYWRMZXR0ZXJSZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJIkUKFUdldERlYWRMZXR0ZXJSZXNwb25zZRIsCgtkZWFkX2xldHRlchgBIAEoCzIXLmZhaWxob29rLnYxLkRlYWRMZXR0ZXIiKwoRUmVzdGFydFJ1blJlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkiOwoSUmVzdGFydFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuIoICChBSZXN1bWVSdW5SZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJEhQKB3BheWxvYWQYAiABKAxIAIgBARI7CgdoZWFkZXJzGAMgAygLMiouZmFpbGhvb2sudjEuUmVzdW1lUnVuUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPcmVwbGFjZV9oZWFkZXJzGAQgASgIEi4KDHJldHJ5X3BvbGljeRgFIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCF9wYXlsb2FkIjoKEVJlc3VtZVJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuIjEKF1JldHJ5RmFpbHVyZUhvb2tSZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJIkgKGFJldHJ5RmFpbHVyZUhvb2tSZXNwb25zZRIsCgtkZWFkX2xldHRlchgBIAEoCzIXLmZhaWxob29rLnYxLkRlYWRMZXR0ZXIiSAoXRGVsZXRlRGVhZExldHRlclJlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkSFQoNYWxsb3dfbWlzc2luZxgCIAEoCCIrChhEZWxldGVEZWFkTGV0dGVyUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCJjChZCdWxrUmVzdGFydFJ1bnNSZXF1ZXN0Ei0KBmZpbHRlchgBIAEoCzIdLmZhaWxob29rLnYxLkRlYWRMZXR0ZXJGaWx0ZXISCwoDYWxsGAIgASgIEg0KBWxpbWl0GAMgASgFIj0KF0J1bGtSZXN0YXJ0UnVuc1Jlc3BvbnNlEg8KB3J1bl9pZHMYASADKAkSEQoJcmVtYWluaW5nGAIgASgDImIKFUJ1bGtSZXN1bWVSdW5zUmVxdWVzdBItCgZmaWx0ZXIYASABKAsyHS5mYWlsaG9vay52MS5EZWFkTGV0dGVyRmlsdGVyEgsKA2FsbBgCIAEoCBINCgVsaW1pdBgDIAEoBSI8ChZCdWxrUmVzdW1lUnVuc1Jlc3BvbnNlEg8KB3J1bl9pZHMYASADKAkSEQoJcmVtYWluaW5nGAIgASgDImkKHEJ1bGtEZWxldGVEZWFkTGV0dGVyc1JlcXVlc3QSLQoGZmlsdGVyGAEgASgLMh0uZmFpbGhvb2sudjEuRGVhZExldHRlckZpbHRlchILCgNhbGwYAiABKAgSDQoFbGltaXQYAyABKAUiSQodQnVsa0RlbGV0ZURlYWRMZXR0ZXJzUmVzcG9uc2USFQoNZGVsZXRlZF9jb3VudBgBIAEoAxIRCglyZW1haW5pbmcYAiABKAMqcAoJSG9va1N0YXRlEhoKFkhPT0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJIT09LX1NUQVRFX1BFTkRJTkcQARIYChRIT09LX1NUQVRFX1NVQ0NFRURFRBACEhUKEUhPT0tfU1RBVEVfRkFJTEVEEAMy3gYKEURlYWRMZXR0ZXJTZXJ2aWNlEmEKD0xpc3REZWFkTGV0dGVycxIjLmZhaWxob29rLnYxLkxpc3REZWFkTGV0dGVyc1JlcXVlc3QaJC5mYWlsaG9vay52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZSIDkAIBElsKDUdldERlYWRMZXR0ZXISIS5mYWlsaG9vay52MS5HZXREZWFkTGV0dGVyUmVxdWVzdBoiLmZhaWxob29rLnYxLkdldERlYWRMZXR0ZXJSZXNwb25zZSIDkAIBEk0KClJlc3RhcnRSdW4SHi5mYWlsaG9vay52MS5SZXN0YXJ0UnVuUmVxdWVzdBofLmZhaWxob29rLnYxLlJlc3RhcnRSdW5SZXNwb25zZRJKCglSZXN1bWVSdW4SHS5mYWlsaG9vay52MS5SZXN1bWVSdW5SZXF1ZXN0Gh4uZmFpbGhvb2sudjEuUmVzdW1lUnVuUmVzcG9uc2USXwoQUmV0cnlGYWlsdXJlSG9vaxIkLmZhaWxob29rLnYxLlJldHJ5RmFpbHVyZUhvb2tSZXF1ZXN0GiUuZmFpbGhvb2sudjEuUmV0cnlGYWlsdXJlSG9va1Jlc3BvbnNlEmQKEERlbGV0ZURlYWRMZXR0ZXISJC5mYWlsaG9vay52MS5EZWxldGVEZWFkTGV0dGVyUmVxdWVzdBolLmZhaWxob29rLnYxLkRlbGV0ZURlYWRMZXR0ZXJSZXNwb25zZSIDkAICElwKD0J1bGtSZXN0YXJ0UnVucxIjLmZhaWxob29rLnYxLkJ1bGtSZXN0YXJ0UnVuc1JlcXVlc3QaJC5mYWlsaG9vay52MS5CdWxrUmVzdGFydFJ1bnNSZXNwb25zZRJZCg5CdWxrUmVzdW1lUnVucxIiLmZhaWxob29rLnYxLkJ1bGtSZXN1bWVSdW5zUmVxdWVzdBojLmZhaWxob29rLnYxLkJ1bGtSZXN1bWVSdW5zUmVzcG9uc2USbgoVQnVsa0RlbGV0ZURlYWRMZXR0ZXJzEikuZmFpbGhvb2sudjEuQnVsa0RlbGV0ZURlYWRMZXR0ZXJzUmVxdWVzdBoqLmZhaWxob29rLnYxLkJ1bGtEZWxldGVEZWFkTGV0dGVyc1Jlc3BvbnNlYgZwcm90bzM", [file_failhook_v1_run, file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("CiVmYWlsaG9vay92MS9kZWFkX2xldHRlcl9zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSKhAwoSRmFpbHVyZUhvb2tPdXRjb21lEiUKBXN0YXRlGAEgASgOMhYuZmFpbGhvb2sudjEuSG9va1N0YXRlEhAKCGF0dGVtcHRzGAIgASgFEhIKCmxhc3RfZXJyb3IYAyABKAkSDgoGcmVzdWx0GAQgASgJEg4KBnRhcmdldBgFIAEoCRIYChBsYXN0X3N0YXR1c19jb2RlGAYgASgFEjUKEWxhc3RfYXR0ZW1wdF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9pZGVtcG90ZW5jeV9rZXkYCCABKAkSOQoPYXR0ZW1wdF9oaXN0b3J5GAkgAygLMiAuZmFpbGhvb2sudjEuSG9va0RlbGl2ZXJ5QXR0ZW1wdBI1ChFuZXh0X2F0dGVtcHRfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcGFya19kZXRhaWwYFCABKAkSLQoJcGFya190aW1lGBUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKnAQoTSG9va0RlbGl2ZXJ5QXR0ZW1wdBIPCgdhdHRlbXB0GAEgASgFEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC3N0YXR1c19jb2RlGAQgASgFEg0KBWVycm9yGAUgASgJIu0BCgpEZWFkTGV0dGVyEhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJEiUKA3J1bhgCIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuEikKB2ZhaWx1cmUYAyABKAsyGC5mYWlsaG9vay52MS5TdGVwRmFpbHVyZRItCgRob29rGAQgASgLMh8uZmFpbGhvb2sudjEuRmFpbHVyZUhvb2tPdXRjb21lEjQKEGRlYWRfbGV0dGVyX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHRyYWNlX2lkGAYgASgJIu0BChBEZWFkTGV0dGVyRmlsdGVyEhAKCHdvcmtmbG93GAEgAygJEhMKC2ZhaWxlZF9zdGVwGAIgAygJEioKCmhvb2tfc3RhdGUYAyADKA4yFi5mYWlsaG9vay52MS5Ib29rU3RhdGUSEwoLZmFpbF9zdGF0dXMYBCADKAUSNwoTZGVhZF9sZXR0ZXJlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOAoUZGVhZF9sZXR0ZXJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr4CChZMaXN0RGVhZExldHRlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgAygJEhMKC2ZhaWxlZF9zdGVwGAQgAygJEioKCmhvb2tfc3RhdGUYBSADKA4yFi5mYWlsaG9vay52MS5Ib29rU3RhdGUSEwoLZmFpbF9zdGF0dXMYBiADKAUSNwoTZGVhZF9sZXR0ZXJlZF9hZnRlchgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOAoUZGVhZF9sZXR0ZXJlZF9iZWZvcmUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiIKBHZpZXcYCSABKA4yFC5mYWlsaG9vay52MS5SdW5WaWV3ImEKF0xpc3REZWFkTGV0dGVyc1Jlc3BvbnNlEi0KDGRlYWRfbGV0dGVycxgBIAMoCzIXLmZhaWxob29rLnYxLkRlYWRMZXR0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi4KFEdldERlYWRMZXR0ZXJSZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJIkUKFUdldERlYWRMZXR0ZXJSZXNwb25zZRIsCgtkZWFkX2xldHRlchgBIAEoCzIXLmZhaWxob29rLnYxLkRlYWRMZXR0ZXIiKwoRUmVzdGFydFJ1blJlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkiOwoSUmVzdGFydFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuIoICChBSZXN1bWVSdW5SZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJEhQKB3BheWxvYWQYAiABKAxIAIgBARI7CgdoZWFkZXJzGAMgAygLMiouZmFpbGhvb2sudjEuUmVzdW1lUnVuUmVxdWVzdC5IZWFkZXJzRW50cnkSFwoPcmVwbGFjZV9oZWFkZXJzGAQgASgIEi4KDHJldHJ5X3BvbGljeRgFIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgoKCF9wYXlsb2FkIjoKEVJlc3VtZVJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuIjEKF1JldHJ5RmFpbHVyZUhvb2tSZXF1ZXN0EhYKDmRlYWRfbGV0dGVyX2lkGAEgASgJIkgKGFJldHJ5RmFpbHVyZUhvb2tSZXNwb25zZRIsCgtkZWFkX2xldHRlchgBIAEoCzIXLmZhaWxob29rLnYxLkRlYWRMZXR0ZXIiSAoXRGVsZXRlRGVhZExldHRlclJlcXVlc3QSFgoOZGVhZF9sZXR0ZXJfaWQYASABKAkSFQoNYWxsb3dfbWlzc2luZxgCIAEoCCIrChhEZWxldGVEZWFkTGV0dGVyUmVzcG9uc2USDwoHZGVsZXRlZBgBIAEoCCJjChZCdWxrUmVzdGFydFJ1bnNSZXF1ZXN0Ei0KBmZpbHRlchgBIAEoCzIdLmZhaWxob29rLnYxLkRlYWRMZXR0ZXJGaWx0ZXISCwoDYWxsGAIgASgIEg0KBWxpbWl0GAMgASgFIj0KF0J1bGtSZXN0YXJ0UnVuc1Jlc3BvbnNlEg8KB3J1bl9pZHMYASADKAkSEQoJcmVtYWluaW5nGAIgASgDImIKFUJ1bGtSZXN1bWVSdW5zUmVxdWVzdBItCgZmaWx0ZXIYASABKAsyHS5mYWlsaG9vay52MS5EZWFkTGV0dGVyRmlsdGVyEgsKA2FsbBgCIAEoCBINCgVsaW1pdBgDIAEoBSI8ChZCdWxrUmVzdW1lUnVuc1Jlc3BvbnNlEg8KB3J1bl9pZHMYASADKAkSEQoJcmVtYWluaW5nGAIgASgDImkKHEJ1bGtEZWxldGVEZWFkTGV0dGVyc1JlcXVlc3QSLQoGZmlsdGVyGAEgASgLMh0uZmFpbGhvb2sudjEuRGVhZExldHRlckZpbHRlchILCgNhbGwYAiABKAgSDQoFbGltaXQYAyABKAUiSQodQnVsa0RlbGV0ZURlYWRMZXR0ZXJzUmVzcG9uc2USFQoNZGVsZXRlZF9jb3VudBgBIAEoAxIRCglyZW1haW5pbmcYAiABKAMi7AEKEUJ1bGtSZXN1bWVDaGFuZ2VzEhQKB3BheWxvYWQYASABKAxIAIgBARI8CgdoZWFkZXJzGAIgAygLMisuZmFpbGhvb2sudjEuQnVsa1Jlc3VtZUNoYW5nZXMuSGVhZGVyc0VudHJ5EhcKD3JlcGxhY2VfaGVhZGVycxgDIAEoCBIuCgxyZXRyeV9wb2xpY3kYBCABKAsyGC5mYWlsaG9vay52MS5SZXRyeVBvbGljeRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfcGF5bG9hZCJOCg5CdWxrRW50cnlFcnJvchIWCg5kZWFkX2xldHRlcl9pZBgBIAEoCRITCgtzdGF0dXNfY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJIvQDCg1CdWxrT3BlcmF0aW9uEhQKDG9wZXJhdGlvbl9pZBgBIAEoCRInCgZhY3Rpb24YAiABKA4yFy5mYWlsaG9vay52MS5CdWxrQWN0aW9uEi4KBXN0YXRlGAMgASgOMh8uZmFpbGhvb2sudjEuQnVsa09wZXJhdGlvblN0YXRlEi0KBmZpbHRlchgEIAEoCzIdLmZhaWxob29rLnYxLkRlYWRMZXR0ZXJGaWx0ZXISDAoEcmF0ZRgFIAEoARINCgV0b3RhbBgGIAEoAxIMCgRkb25lGAcgASgDEg4KBmZhaWxlZBgIIAEoAxIrCgZlcnJvcnMYCSADKAsyGy5mYWlsaG9vay52MS5CdWxrRW50cnlFcnJvchIvCgtjcmVhdGVfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpjcmVhdGVkX2J5GA0gASgJEjYKDnJlc3VtZV9jaGFuZ2VzGA4gASgLMh4uZmFpbGhvb2sudjEuQnVsa1Jlc3VtZUNoYW5nZXMi3QEKGVN0YXJ0QnVsa09wZXJhdGlvblJlcXVlc3QSLQoGZmlsdGVyGAEgASgLMh0uZmFpbGhvb2sudjEuRGVhZExldHRlckZpbHRlchILCgNhbGwYAiABKAgSJwoGYWN0aW9uGAMgASgOMhcuZmFpbGhvb2sudjEuQnVsa0FjdGlvbhIMCgRyYXRlGAQgASgBEhUKDXZhbGlkYXRlX29ubHkYBSABKAgSNgoOcmVzdW1lX2NoYW5nZXMYBiABKAsyHi5mYWlsaG9vay52MS5CdWxrUmVzdW1lQ2hhbmdlcyJrChpTdGFydEJ1bGtPcGVyYXRpb25SZXNwb25zZRItCglvcGVyYXRpb24YASABKAsyGi5mYWlsaG9vay52MS5CdWxrT3BlcmF0aW9uEh4KFnNhbXBsZV9kZWFkX2xldHRlcl9pZHMYAiADKAkiLwoXR2V0QnVsa09wZXJhdGlvblJlcXVlc3QSFAoMb3BlcmF0aW9uX2lkGAEgASgJIkkKGEdldEJ1bGtPcGVyYXRpb25SZXNwb25zZRItCglvcGVyYXRpb24YASABKAsyGi5mYWlsaG9vay52MS5CdWxrT3BlcmF0aW9uInIKGUxpc3RCdWxrT3BlcmF0aW9uc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSLgoFc3RhdGUYAyADKA4yHy5mYWlsaG9vay52MS5CdWxrT3BlcmF0aW9uU3RhdGUiZQoaTGlzdEJ1bGtPcGVyYXRpb25zUmVzcG9uc2USLgoKb3BlcmF0aW9ucxgBIAMoCzIaLmZhaWxob29rLnYxLkJ1bGtPcGVyYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjIKGkNhbmNlbEJ1bGtPcGVyYXRpb25SZXF1ZXN0EhQKDG9wZXJhdGlvbl9pZBgBIAEoCSJMChtDYW5jZWxCdWxrT3BlcmF0aW9uUmVzcG9uc2USLQoJb3BlcmF0aW9uGAEgASgLMhouZmFpbGhvb2sudjEuQnVsa09wZXJhdGlvbipwCglIb29rU3RhdGUSGgoWSE9PS19TVEFURV9VTlNQRUNJRklFRBAAEhYKEkhPT0tfU1RBVEVfUEVORElORxABEhgKFEhPT0tfU1RBVEVfU1VDQ0VFREVEEAISFQoRSE9PS19TVEFURV9GQUlMRUQQAyqOAQoKQnVsa0FjdGlvbhIbChdCVUxLX0FDVElPTl9VTlNQRUNJRklFRBAAEhcKE0JVTEtfQUNUSU9OX1JFU1RBUlQQARIWChJCVUxLX0FDVElPTl9SRVNVTUUQAhIaChZCVUxLX0FDVElPTl9SRVRSWV9IT09LEAMSFgoSQlVMS19BQ1RJT05fREVMRVRFEAQqxAEKEkJ1bGtPcGVyYXRpb25TdGF0ZRIkCiBCVUxLX09QRVJBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEiAKHEJVTEtfT1BFUkFUSU9OX1NUQVRFX1JVTk5JTkcQARIiCh5CVUxLX09QRVJBVElPTl9TVEFURV9TVUNDRUVERUQQAhIfChtCVUxLX09QRVJBVElPTl9TVEFURV9GQUlMRUQQAxIhCh1CVUxLX09QRVJBVElPTl9TVEFURV9DQU5DRUxFRBAEMoYKChFEZWFkTGV0dGVyU2VydmljZRJhCg9MaXN0RGVhZExldHRlcnMSIy5mYWlsaG9vay52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiQuZmFpbGhvb2sudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2UiA5ACARJbCg1HZXREZWFkTGV0dGVyEiEuZmFpbGhvb2sudjEuR2V0RGVhZExldHRlclJlcXVlc3QaIi5mYWlsaG9vay52MS5HZXREZWFkTGV0dGVyUmVzcG9uc2UiA5ACARJNCgpSZXN0YXJ0UnVuEh4uZmFpbGhvb2sudjEuUmVzdGFydFJ1blJlcXVlc3QaHy5mYWlsaG9vay52MS5SZXN0YXJ0UnVuUmVzcG9uc2USSgoJUmVzdW1lUnVuEh0uZmFpbGhvb2sudjEuUmVzdW1lUnVuUmVxdWVzdBoeLmZhaWxob29rLnYxLlJlc3VtZVJ1blJlc3BvbnNlEl8KEFJldHJ5RmFpbHVyZUhvb2sSJC5mYWlsaG9vay52MS5SZXRyeUZhaWx1cmVIb29rUmVxdWVzdBolLmZhaWxob29rLnYxLlJldHJ5RmFpbHVyZUhvb2tSZXNwb25zZRJkChBEZWxldGVEZWFkTGV0dGVyEiQuZmFpbGhvb2sudjEuRGVsZXRlRGVhZExldHRlclJlcXVlc3QaJS5mYWlsaG9vay52MS5EZWxldGVEZWFkTGV0dGVyUmVzcG9uc2UiA5ACAhJcCg9CdWxrUmVzdGFydFJ1bnMSIy5mYWlsaG9vay52MS5CdWxrUmVzdGFydFJ1bnNSZXF1ZXN0GiQuZmFpbGhvb2sudjEuQnVsa1Jlc3RhcnRSdW5zUmVzcG9uc2USWQoOQnVsa1Jlc3VtZVJ1bnMSIi5mYWlsaG9vay52MS5CdWxrUmVzdW1lUnVuc1JlcXVlc3QaIy5mYWlsaG9vay52MS5CdWxrUmVzdW1lUnVuc1Jlc3BvbnNlEm4KFUJ1bGtEZWxldGVEZWFkTGV0dGVycxIpLmZhaWxob29rLnYxLkJ1bGtEZWxldGVEZWFkTGV0dGVyc1JlcXVlc3QaKi5mYWlsaG9vay52MS5CdWxrRGVsZXRlRGVhZExldHRlcnNSZXNwb25zZRJlChJTdGFydEJ1bGtPcGVyYXRpb24SJi5mYWlsaG9vay52MS5TdGFydEJ1bGtPcGVyYXRpb25SZXF1ZXN0GicuZmFpbGhvb2sudjEuU3RhcnRCdWxrT3BlcmF0aW9uUmVzcG9uc2USZAoQR2V0QnVsa09wZXJhdGlvbhIkLmZhaWxob29rLnYxLkdldEJ1bGtPcGVyYXRpb25SZXF1ZXN0GiUuZmFpbGhvb2sudjEuR2V0QnVsa09wZXJhdGlvblJlc3BvbnNlIgOQAgESagoSTGlzdEJ1bGtPcGVyYXRpb25zEiYuZmFpbGhvb2sudjEuTGlzdEJ1bGtPcGVyYXRpb25zUmVxdWVzdBonLmZhaWxob29rLnYxLkxpc3RCdWxrT3BlcmF0aW9uc1Jlc3BvbnNlIgOQAgESbQoTQ2FuY2VsQnVsa09wZXJhdGlvbhInLmZhaWxob29rLnYxLkNhbmNlbEJ1bGtPcGVyYXRpb25SZXF1ZXN0GiguZmFpbGhvb2sudjEuQ2FuY2VsQnVsa09wZXJhdGlvblJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_failhook_v1_run, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * FailureHookOutcome records the delivery of a run's failure hook.
@@ -828,6 +828,436 @@ export const BulkDeleteDeadLettersResponseSchema: GenMessage<BulkDeleteDeadLette
   messageDesc(file_failhook_v1_dead_letter_service, 21);
 
 /**
+ * BulkResumeChanges are the changes a BULK_ACTION_RESUME operation applies to every resumed
+ * run, with the meaning of the same fields of ResumeRunRequest.
+ *
+ * @generated from message failhook.v1.BulkResumeChanges
+ */
+export type BulkResumeChanges = Message<"failhook.v1.BulkResumeChanges"> & {
+  /**
+   * payload replaces each run's payload when set.
+   *
+   * @generated from field: optional bytes payload = 1;
+   */
+  payload?: Uint8Array | undefined;
+
+  /**
+   * headers are merged over each run's headers (or replace them, see `replace_headers`).
+   *
+   * @generated from field: map<string, string> headers = 2;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * replace_headers makes `headers` replace each run's headers instead of being merged.
+   *
+   * @generated from field: bool replace_headers = 3;
+   */
+  replaceHeaders: boolean;
+
+  /**
+   * retry_policy replaces each run's retry policy when set.
+   *
+   * @generated from field: failhook.v1.RetryPolicy retry_policy = 4;
+   */
+  retryPolicy?: RetryPolicy | undefined;
+};
+
+/**
+ * Describes the message failhook.v1.BulkResumeChanges.
+ * Use `create(BulkResumeChangesSchema)` to create a new message.
+ */
+export const BulkResumeChangesSchema: GenMessage<BulkResumeChanges> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 22);
+
+/**
+ * BulkEntryError is why a bulk operation could not act on one entry.
+ *
+ * @generated from message failhook.v1.BulkEntryError
+ */
+export type BulkEntryError = Message<"failhook.v1.BulkEntryError"> & {
+  /**
+   * dead_letter_id is the entry's id.
+   *
+   * @generated from field: string dead_letter_id = 1;
+   */
+  deadLetterId: string;
+
+  /**
+   * status_code is the gRPC status code the single-entry RPC would have returned
+   * (e.g. 5 NOT_FOUND for an entry removed meanwhile).
+   *
+   * @generated from field: int32 status_code = 2;
+   */
+  statusCode: number;
+
+  /**
+   * message says what went wrong.
+   *
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message failhook.v1.BulkEntryError.
+ * Use `create(BulkEntryErrorSchema)` to create a new message.
+ */
+export const BulkEntryErrorSchema: GenMessage<BulkEntryError> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 23);
+
+/**
+ * BulkOperation is a durable job acting on a snapshot of dead letters. Every field is output
+ * only.
+ *
+ * @generated from message failhook.v1.BulkOperation
+ */
+export type BulkOperation = Message<"failhook.v1.BulkOperation"> & {
+  /**
+   * operation_id is the operation's id.
+   *
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+
+  /**
+   * action is what the operation does to each entry.
+   *
+   * @generated from field: failhook.v1.BulkAction action = 2;
+   */
+  action: BulkAction;
+
+  /**
+   * state is where the operation is.
+   *
+   * @generated from field: failhook.v1.BulkOperationState state = 3;
+   */
+  state: BulkOperationState;
+
+  /**
+   * filter is the filter the entries were selected by.
+   *
+   * @generated from field: failhook.v1.DeadLetterFilter filter = 4;
+   */
+  filter?: DeadLetterFilter | undefined;
+
+  /**
+   * rate is the pace, in entries per second.
+   *
+   * @generated from field: double rate = 5;
+   */
+  rate: number;
+
+  /**
+   * total is the number of entries in the snapshot taken when the operation started.
+   *
+   * @generated from field: int64 total = 6;
+   */
+  total: bigint;
+
+  /**
+   * done is the number of entries acted on successfully so far.
+   *
+   * @generated from field: int64 done = 7;
+   */
+  done: bigint;
+
+  /**
+   * failed is the number of entries the action failed on so far; `done + failed` of `total`
+   * is the progress.
+   *
+   * @generated from field: int64 failed = 8;
+   */
+  failed: bigint;
+
+  /**
+   * errors are the first failures (at most 20), in the order they happened.
+   *
+   * @generated from field: repeated failhook.v1.BulkEntryError errors = 9;
+   */
+  errors: BulkEntryError[];
+
+  /**
+   * create_time is when the operation started (and took its snapshot).
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 10;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * update_time is when the operation last made progress or changed state.
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 11;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * finish_time is when the operation ended; unset while it is RUNNING.
+   *
+   * @generated from field: google.protobuf.Timestamp finish_time = 12;
+   */
+  finishTime?: Timestamp | undefined;
+
+  /**
+   * created_by is the identity of the caller that started it.
+   *
+   * @generated from field: string created_by = 13;
+   */
+  createdBy: string;
+
+  /**
+   * resume_changes are the changes a BULK_ACTION_RESUME operation applies.
+   *
+   * @generated from field: failhook.v1.BulkResumeChanges resume_changes = 14;
+   */
+  resumeChanges?: BulkResumeChanges | undefined;
+};
+
+/**
+ * Describes the message failhook.v1.BulkOperation.
+ * Use `create(BulkOperationSchema)` to create a new message.
+ */
+export const BulkOperationSchema: GenMessage<BulkOperation> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 24);
+
+/**
+ * StartBulkOperationRequest says which entries to act on, how, and how fast.
+ *
+ * @generated from message failhook.v1.StartBulkOperationRequest
+ */
+export type StartBulkOperationRequest = Message<"failhook.v1.StartBulkOperationRequest"> & {
+  /**
+   * filter selects the entries. An empty filter needs `all` set.
+   *
+   * @generated from field: failhook.v1.DeadLetterFilter filter = 1;
+   */
+  filter?: DeadLetterFilter | undefined;
+
+  /**
+   * all confirms that an empty filter means every entry.
+   *
+   * @generated from field: bool all = 2;
+   */
+  all: boolean;
+
+  /**
+   * action is what to do to each entry. Required.
+   *
+   * @generated from field: failhook.v1.BulkAction action = 3;
+   */
+  action: BulkAction;
+
+  /**
+   * rate is the pace in entries per second: 0 means 50; at most 1000; negative values are
+   * INVALID_ARGUMENT. Pace a redrive by what the recovered service can take.
+   *
+   * @generated from field: double rate = 4;
+   */
+  rate: number;
+
+  /**
+   * validate_only checks the request and counts the matching entries without starting
+   * anything or writing anything (AIP-163).
+   *
+   * @generated from field: bool validate_only = 5;
+   */
+  validateOnly: boolean;
+
+  /**
+   * resume_changes apply to every resumed run (BULK_ACTION_RESUME only; INVALID_ARGUMENT with
+   * another action).
+   *
+   * @generated from field: failhook.v1.BulkResumeChanges resume_changes = 6;
+   */
+  resumeChanges?: BulkResumeChanges | undefined;
+};
+
+/**
+ * Describes the message failhook.v1.StartBulkOperationRequest.
+ * Use `create(StartBulkOperationRequestSchema)` to create a new message.
+ */
+export const StartBulkOperationRequestSchema: GenMessage<StartBulkOperationRequest> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 25);
+
+/**
+ * StartBulkOperationResponse returns the started operation, or what it would act on.
+ *
+ * @generated from message failhook.v1.StartBulkOperationResponse
+ */
+export type StartBulkOperationResponse = Message<"failhook.v1.StartBulkOperationResponse"> & {
+  /**
+   * operation is the started operation, RUNNING. With `validate_only` it is not stored: its
+   * `operation_id` is empty and its `total` is the number of entries that match now.
+   *
+   * @generated from field: failhook.v1.BulkOperation operation = 1;
+   */
+  operation?: BulkOperation | undefined;
+
+  /**
+   * sample_dead_letter_ids are the ids of up to 10 of the matching entries, oldest first.
+   *
+   * @generated from field: repeated string sample_dead_letter_ids = 2;
+   */
+  sampleDeadLetterIds: string[];
+};
+
+/**
+ * Describes the message failhook.v1.StartBulkOperationResponse.
+ * Use `create(StartBulkOperationResponseSchema)` to create a new message.
+ */
+export const StartBulkOperationResponseSchema: GenMessage<StartBulkOperationResponse> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 26);
+
+/**
+ * GetBulkOperationRequest names an operation.
+ *
+ * @generated from message failhook.v1.GetBulkOperationRequest
+ */
+export type GetBulkOperationRequest = Message<"failhook.v1.GetBulkOperationRequest"> & {
+  /**
+   * operation_id is the operation's id. Required.
+   *
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+};
+
+/**
+ * Describes the message failhook.v1.GetBulkOperationRequest.
+ * Use `create(GetBulkOperationRequestSchema)` to create a new message.
+ */
+export const GetBulkOperationRequestSchema: GenMessage<GetBulkOperationRequest> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 27);
+
+/**
+ * GetBulkOperationResponse returns an operation.
+ *
+ * @generated from message failhook.v1.GetBulkOperationResponse
+ */
+export type GetBulkOperationResponse = Message<"failhook.v1.GetBulkOperationResponse"> & {
+  /**
+   * operation is the requested operation with its progress.
+   *
+   * @generated from field: failhook.v1.BulkOperation operation = 1;
+   */
+  operation?: BulkOperation | undefined;
+};
+
+/**
+ * Describes the message failhook.v1.GetBulkOperationResponse.
+ * Use `create(GetBulkOperationResponseSchema)` to create a new message.
+ */
+export const GetBulkOperationResponseSchema: GenMessage<GetBulkOperationResponse> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 28);
+
+/**
+ * ListBulkOperationsRequest lists operations, newest first.
+ *
+ * @generated from message failhook.v1.ListBulkOperationsRequest
+ */
+export type ListBulkOperationsRequest = Message<"failhook.v1.ListBulkOperationsRequest"> & {
+  /**
+   * page_size is the maximum number of operations to return. 0 means 50; values above 1000 are
+   * coerced to 1000; negative values are INVALID_ARGUMENT.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * page_token is the `next_page_token` of a previous call with the same filter; empty for the
+   * first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * state keeps operations in any of these states; empty keeps all.
+   *
+   * @generated from field: repeated failhook.v1.BulkOperationState state = 3;
+   */
+  state: BulkOperationState[];
+};
+
+/**
+ * Describes the message failhook.v1.ListBulkOperationsRequest.
+ * Use `create(ListBulkOperationsRequestSchema)` to create a new message.
+ */
+export const ListBulkOperationsRequestSchema: GenMessage<ListBulkOperationsRequest> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 29);
+
+/**
+ * ListBulkOperationsResponse is one page of operations.
+ *
+ * @generated from message failhook.v1.ListBulkOperationsResponse
+ */
+export type ListBulkOperationsResponse = Message<"failhook.v1.ListBulkOperationsResponse"> & {
+  /**
+   * operations are the page's operations (their `errors` included).
+   *
+   * @generated from field: repeated failhook.v1.BulkOperation operations = 1;
+   */
+  operations: BulkOperation[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message failhook.v1.ListBulkOperationsResponse.
+ * Use `create(ListBulkOperationsResponseSchema)` to create a new message.
+ */
+export const ListBulkOperationsResponseSchema: GenMessage<ListBulkOperationsResponse> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 30);
+
+/**
+ * CancelBulkOperationRequest names the operation to cancel.
+ *
+ * @generated from message failhook.v1.CancelBulkOperationRequest
+ */
+export type CancelBulkOperationRequest = Message<"failhook.v1.CancelBulkOperationRequest"> & {
+  /**
+   * operation_id is the operation's id. Required.
+   *
+   * @generated from field: string operation_id = 1;
+   */
+  operationId: string;
+};
+
+/**
+ * Describes the message failhook.v1.CancelBulkOperationRequest.
+ * Use `create(CancelBulkOperationRequestSchema)` to create a new message.
+ */
+export const CancelBulkOperationRequestSchema: GenMessage<CancelBulkOperationRequest> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 31);
+
+/**
+ * CancelBulkOperationResponse returns the canceled operation.
+ *
+ * @generated from message failhook.v1.CancelBulkOperationResponse
+ */
+export type CancelBulkOperationResponse = Message<"failhook.v1.CancelBulkOperationResponse"> & {
+  /**
+   * operation is the operation, BULK_OPERATION_STATE_CANCELED.
+   *
+   * @generated from field: failhook.v1.BulkOperation operation = 1;
+   */
+  operation?: BulkOperation | undefined;
+};
+
+/**
+ * Describes the message failhook.v1.CancelBulkOperationResponse.
+ * Use `create(CancelBulkOperationResponseSchema)` to create a new message.
+ */
+export const CancelBulkOperationResponseSchema: GenMessage<CancelBulkOperationResponse> = /*@__PURE__*/
+  messageDesc(file_failhook_v1_dead_letter_service, 32);
+
+/**
  * HookState is the delivery state of a run's failure hook.
  *
  * @generated from enum failhook.v1.HookState
@@ -869,6 +1299,106 @@ export enum HookState {
  */
 export const HookStateSchema: GenEnum<HookState> = /*@__PURE__*/
   enumDesc(file_failhook_v1_dead_letter_service, 0);
+
+/**
+ * BulkAction is what a bulk operation does to each entry it selected.
+ *
+ * @generated from enum failhook.v1.BulkAction
+ */
+export enum BulkAction {
+  /**
+   * BULK_ACTION_UNSPECIFIED is not an action: StartBulkOperation refuses it.
+   *
+   * @generated from enum value: BULK_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * BULK_ACTION_RESTART restarts each entry's workflow from scratch (as RestartRun).
+   *
+   * @generated from enum value: BULK_ACTION_RESTART = 1;
+   */
+  RESTART = 1,
+
+  /**
+   * BULK_ACTION_RESUME resumes each entry's run from its failed step (as ResumeRun), with the
+   * operation's `resume_changes` applied to every new run.
+   *
+   * @generated from enum value: BULK_ACTION_RESUME = 2;
+   */
+  RESUME = 2,
+
+  /**
+   * BULK_ACTION_RETRY_HOOK delivers each entry's failure hook again (as RetryFailureHook); an
+   * entry whose hook is not HOOK_STATE_FAILED counts as failed.
+   *
+   * @generated from enum value: BULK_ACTION_RETRY_HOOK = 3;
+   */
+  RETRY_HOOK = 3,
+
+  /**
+   * BULK_ACTION_DELETE deletes each entry (as DeleteDeadLetter with `allow_missing`).
+   *
+   * @generated from enum value: BULK_ACTION_DELETE = 4;
+   */
+  DELETE = 4,
+}
+
+/**
+ * Describes the enum failhook.v1.BulkAction.
+ */
+export const BulkActionSchema: GenEnum<BulkAction> = /*@__PURE__*/
+  enumDesc(file_failhook_v1_dead_letter_service, 1);
+
+/**
+ * BulkOperationState is where a bulk operation is in its life.
+ *
+ * @generated from enum failhook.v1.BulkOperationState
+ */
+export enum BulkOperationState {
+  /**
+   * BULK_OPERATION_STATE_UNSPECIFIED is never set on a started operation; in a filter it
+   * means "any state".
+   *
+   * @generated from enum value: BULK_OPERATION_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * BULK_OPERATION_STATE_RUNNING: entries are still being worked through.
+   *
+   * @generated from enum value: BULK_OPERATION_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * BULK_OPERATION_STATE_SUCCEEDED: every entry was acted on, none failed.
+   *
+   * @generated from enum value: BULK_OPERATION_STATE_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * BULK_OPERATION_STATE_FAILED: every entry was worked through and at least one failed
+   * (`failed` counts them, `errors` shows the first ones).
+   *
+   * @generated from enum value: BULK_OPERATION_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * BULK_OPERATION_STATE_CANCELED: CancelBulkOperation stopped it before the end.
+   *
+   * @generated from enum value: BULK_OPERATION_STATE_CANCELED = 4;
+   */
+  CANCELED = 4,
+}
+
+/**
+ * Describes the enum failhook.v1.BulkOperationState.
+ */
+export const BulkOperationStateSchema: GenEnum<BulkOperationState> = /*@__PURE__*/
+  enumDesc(file_failhook_v1_dead_letter_service, 2);
 
 /**
  * DeadLetterService is the operators' API for the dead-letter queue. Callers need the `read`
@@ -946,7 +1476,8 @@ export const DeadLetterService: GenService<{
   },
   /**
    * BulkRestartRuns restarts up to `limit` entries selected by a filter, oldest first. Call it
-   * again while `remaining` is not zero.
+   * again while `remaining` is not zero. Superseded by StartBulkOperation with
+   * BULK_ACTION_RESTART (a paced, durable job with progress); kept working unchanged.
    *
    * @generated from rpc failhook.v1.DeadLetterService.BulkRestartRuns
    */
@@ -957,7 +1488,8 @@ export const DeadLetterService: GenService<{
   },
   /**
    * BulkResumeRuns resumes up to `limit` entries selected by a filter, oldest first. Call it
-   * again while `remaining` is not zero.
+   * again while `remaining` is not zero. Superseded by StartBulkOperation with
+   * BULK_ACTION_RESUME; kept working unchanged.
    *
    * @generated from rpc failhook.v1.DeadLetterService.BulkResumeRuns
    */
@@ -968,7 +1500,8 @@ export const DeadLetterService: GenService<{
   },
   /**
    * BulkDeleteDeadLetters deletes up to `limit` entries selected by a filter, oldest first. Call
-   * it again while `remaining` is not zero.
+   * it again while `remaining` is not zero. Superseded by StartBulkOperation with
+   * BULK_ACTION_DELETE; kept working unchanged.
    *
    * @generated from rpc failhook.v1.DeadLetterService.BulkDeleteDeadLetters
    */
@@ -976,6 +1509,53 @@ export const DeadLetterService: GenService<{
     methodKind: "unary";
     input: typeof BulkDeleteDeadLettersRequestSchema;
     output: typeof BulkDeleteDeadLettersResponseSchema;
+  },
+  /**
+   * StartBulkOperation starts a bulk operation: a durable job that takes a snapshot of the
+   * entries the filter selects now, then acts on them one by one, oldest first, at `rate`
+   * entries per second. The job survives restarts of the orchestrator (another replica, or the
+   * restarted process, continues it where it stopped: no entry is acted on twice, none is
+   * skipped). With `validate_only` nothing is written: the response says how many entries match
+   * and shows a sample of their ids (AIP-163).
+   *
+   * @generated from rpc failhook.v1.DeadLetterService.StartBulkOperation
+   */
+  startBulkOperation: {
+    methodKind: "unary";
+    input: typeof StartBulkOperationRequestSchema;
+    output: typeof StartBulkOperationResponseSchema;
+  },
+  /**
+   * GetBulkOperation returns a bulk operation with its progress. NOT_FOUND if unknown.
+   *
+   * @generated from rpc failhook.v1.DeadLetterService.GetBulkOperation
+   */
+  getBulkOperation: {
+    methodKind: "unary";
+    input: typeof GetBulkOperationRequestSchema;
+    output: typeof GetBulkOperationResponseSchema;
+  },
+  /**
+   * ListBulkOperations lists bulk operations, newest first, with keyset pagination (AIP-158).
+   *
+   * @generated from rpc failhook.v1.DeadLetterService.ListBulkOperations
+   */
+  listBulkOperations: {
+    methodKind: "unary";
+    input: typeof ListBulkOperationsRequestSchema;
+    output: typeof ListBulkOperationsResponseSchema;
+  },
+  /**
+   * CancelBulkOperation stops a running bulk operation: no entry is started after the call
+   * returns (an entry being acted on at that moment finishes). Canceling a canceled operation
+   * returns it unchanged; a SUCCEEDED or FAILED one is FAILED_PRECONDITION.
+   *
+   * @generated from rpc failhook.v1.DeadLetterService.CancelBulkOperation
+   */
+  cancelBulkOperation: {
+    methodKind: "unary";
+    input: typeof CancelBulkOperationRequestSchema;
+    output: typeof CancelBulkOperationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_failhook_v1_dead_letter_service, 0);
