@@ -193,10 +193,10 @@ async def test_bulk_delete_goes_batch_by_batch_with_progress(cli: Cli, harness: 
     remaining = await cli("dlq", "list", "--json")
     assert [e["dead_letter_id"] for e in remaining.json()] == [kept]
 
-    nothing = await cli("dlq", "delete", "--bulk", "--workflow", "doomed", "--json")
+    nothing = await cli("dlq", "delete", "--bulk", "--batched", "--workflow", "doomed", "--json")
     assert nothing.code == 0 and nothing.json() == {"deleted_count": 0, "remaining": 0}
 
-    everything = await cli("dlq", "delete", "--bulk", "--all", "--json")
+    everything = await cli("dlq", "delete", "--bulk", "--batched", "--all", "--json")
     assert everything.code == 0 and everything.json() == {"deleted_count": 1, "remaining": 0}
 
 
@@ -222,7 +222,9 @@ async def test_bulk_restart_of_runs_that_fail_again_ends(cli: Cli, harness: Harn
 async def test_bulk_resume_by_filter(cli: Cli, harness: Harness) -> None:
     entries = [await dead_letter(harness, FAIL_FIRST, workflow="once") for _ in range(2)]
     ignored = await dead_letter(harness, {**FAIL_FIRST, "code": FAILED_PRECONDITION}, workflow="once")
-    resumed = await cli("dlq", "resume", "--bulk", "--fail-status", "UNAVAILABLE", "--workflow", "once")
+    resumed = await cli(
+        "dlq", "resume", "--bulk", "--batched", "--fail-status", "UNAVAILABLE", "--workflow", "once"
+    )
     assert resumed.code == 0, resumed.err
     count = int(resumed.out.split()[1])  # "resumed N dead letters"
     assert count >= 2 and resumed.out.strip() == f"resumed {count} dead letters"

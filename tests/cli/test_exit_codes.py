@@ -94,7 +94,13 @@ def test_argparse_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFix
         (["dlq", "restart", "--workflow", "wf"], "give the ID of a dead letter, or --bulk"),
         (["dlq", "delete", "--bulk"], "--bulk needs filter flags, or --all"),
         (["dlq", "delete", "dl-1", "--bulk", "--all"], "not both"),
-        (["dlq", "resume", "--bulk", "--all", "--payload", "{}"], "--payload cannot be used with --bulk"),
+        (
+            ["dlq", "resume", "--bulk", "--batched", "--all", "--payload", "{}"],
+            "--payload cannot be used with --bulk",
+        ),
+        (["dlq", "delete", "--bulk", "--all", "--batched", "--rate", "5"], "applies to bulk jobs"),
+        (["dlq", "delete", "dl-1", "--dry-run"], "--dry-run only applies with --bulk"),
+        (["dlq", "retry-hook", "--bulk", "--all", "--batched"], "runs as a job"),
         (["dlq", "delete", "--bulk", "--all", "--batch-size", "9999"], "at most 5000"),
         (
             ["runs", "start", "wf", "--endpoint", "x:1", "--header", "k=1", "--header", "k=2"],

@@ -14,7 +14,7 @@ server's status (``NOT_FOUND``, ``FAILED_PRECONDITION``, ``PERMISSION_DENIED``, 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -483,3 +483,77 @@ class OrchestratorClient:
         """
         request = dl_pb.BulkDeleteDeadLettersRequest(filter=filter, all=all, limit=limit)
         return await self._dlq.BulkDeleteDeadLetters(request, timeout=self._bulk_timeout(limit))
+
+    async def start_bulk_operation(
+        self,
+        action: dl_pb.BulkAction.ValueType,
+        filter: dl_pb.DeadLetterFilter,
+        *,
+        all: bool = False,
+        rate: float = 0.0,
+        validate_only: bool = False,
+        resume_changes: dl_pb.BulkResumeChanges | None = None,
+    ) -> dl_pb.StartBulkOperationResponse:
+        """Start a paced, durable bulk job over the entries ``filter`` selects now.
+
+        Args:
+            action: What to do to each entry (``dl_pb.BULK_ACTION_RESTART``, ...).
+            filter: Selects the entries (a snapshot is taken when the job starts).
+            all: Confirm that an empty filter means every entry.
+            rate: Entries per second; 0 takes the server's default (50).
+            validate_only: Only count the matching entries (and show some ids); start nothing.
+            resume_changes: The changes every resumed run gets (``BULK_ACTION_RESUME`` only).
+
+        Returns:
+            The started job (RUNNING), or with ``validate_only`` a preview and sample ids.
+        """
+        request = dl_pb.StartBulkOperationRequest(
+            action=action, filter=filter, all=all, rate=rate, validate_only=validate_only
+        )
+        if resume_changes is not None:
+            request.resume_changes.CopyFrom(resume_changes)
+        return await self._dlq.StartBulkOperation(request, timeout=self._timeout)
+
+    async def get_bulk_operation(self, operation_id: str) -> dl_pb.BulkOperation:
+        """Return a bulk job with its progress.
+
+        Args:
+            operation_id: The job's id.
+
+        Returns:
+            The job.
+        """
+        request = dl_pb.GetBulkOperationRequest(operation_id=operation_id)
+        return (await self._dlq.GetBulkOperation(request, timeout=self._timeout)).operation
+
+    async def list_bulk_operations(
+        self,
+        *,
+        states: Sequence[dl_pb.BulkOperationState.ValueType] = (),
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> dl_pb.ListBulkOperationsResponse:
+        """List bulk jobs, newest first (one page).
+
+        Args:
+            states: Keep jobs in any of these states; empty keeps all.
+            page_size: Jobs per page; 0 takes the server's default (50).
+            page_token: The previous page's ``next_page_token``.
+
+        Returns:
+            One page of jobs.
+        """
+        request = dl_pb.ListBulkOperationsRequest(state=states, page_size=page_size, page_token=page_token)
+        return await self._dlq.ListBulkOperations(request, timeout=self._timeout)
+
+    async def cancel_bulk_operation(self, operation_id: str) -> dl_pb.BulkOperation:
+        """Stop a running bulk job; no entry is started after this returns.
+
+        Args:
+            operation_id: The job's id.
+
+        Returns:
+            The job, CANCELED.
+        """
+        request = dl_pb.CancelBulkOperationRequest(operation_id=operation_id)
+        return (await self._dlq.CancelBulkOperation(request, timeout=self._timeout)).operation

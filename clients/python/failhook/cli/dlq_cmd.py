@@ -4,17 +4,25 @@
 ``dlq list [filter flags] [--limit N]``                        ListDeadLetters, oldest first
 ``dlq show ID``                                                GetDeadLetter
 ``dlq restart ID``                                             RestartRun
-``dlq restart --bulk (filter flags | --all)``                  BulkRestartRuns, batch by batch
+``dlq restart --bulk (filter flags | --all) [--rate N]``       StartBulkOperation, followed
 ``dlq resume ID [--payload ...] [--header K=V] [policy]``      ResumeRun
-``dlq resume --bulk (filter flags | --all)``                   BulkResumeRuns
+``dlq resume --bulk (filter flags | --all) [changes]``         StartBulkOperation (RESUME)
 ``dlq retry-hook ID``                                          RetryFailureHook
+``dlq retry-hook --bulk (filter flags | --all)``               StartBulkOperation (RETRY_HOOK)
 ``dlq delete ID [--allow-missing]``                            DeleteDeadLetter
-``dlq delete --bulk (filter flags | --all)``                   BulkDeleteDeadLetters
+``dlq delete --bulk (filter flags | --all)``                   StartBulkOperation (DELETE)
+``dlq jobs list|show ID [--follow]|cancel ID``                 the bulk jobs
 =============================================================  =================================
+
+A ``--bulk`` action starts a durable bulk job in the orchestrator (a snapshot of the matching
+entries, worked through at ``--rate`` entries per second, 50 by default) and follows it with a
+progress bar on stderr; Ctrl-C stops the following, not the job, and prints how to follow or
+cancel it. ``--dry-run`` shows how many entries match (and some of their ids) and starts nothing.
+``--batched`` (or ``--batch-size N``) uses the older synchronous Bulk RPCs instead, described below.
 
 Filter flags: ``--workflow``, ``--failed-step``, ``--hook-state``, ``--fail-status`` (each
 repeatable), ``--after`` and ``--before``. Bulk actions ask no question: ``--bulk`` plus a filter
-(or ``--all`` for every entry) is the confirmation. They call the Bulk RPC while entries remain,
+(or ``--all`` for every entry) is the confirmation. Batched, they call the Bulk RPC while entries remain,
 ``--batch-size`` (alias ``--limit``) entries per call, print progress such as
 ``restarted 500/1234`` on stderr, and act on at most as many entries as matched after their
 first call, so runs that fail again into the same filter are not looped over forever.
@@ -51,6 +59,7 @@ from .arguments import (
 from .bulk import BatchResult, BulkOutcome, run_bulk
 from .connection import UsageError, connection_parent, run_with_client
 from .exit_codes import EXIT_CODES_HELP
+from .jobs import add_jobs_parser, parse_rate, start_and_follow
 from .output import print_json, print_listing
 from .parsing import parse_non_negative_int
 from .views import dead_letter_detail, dead_letter_table, hook_state_name
@@ -150,15 +159,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add_retry_policy_arguments(resume)
     resume.set_defaults(func=resume_command)
 
-    retry_hook = leaf_parser(
+    retry_hook = _acting_parser(
         actions,
         "retry-hook",
         help="deliver a failed failure hook again",
         description="Deliver the entry's failure hook again, in the background, with the same idempotency "
-        "key. Only a hook in state FAILED can be retried (otherwise exit status 4).",
+        "key. Only a hook in state FAILED can be retried (otherwise exit status 4). With --bulk, every "
+        "entry the filter selects (as a job).",
         parents=parents,
     )
-    retry_hook.add_argument("dead_letter_id", metavar="ID")
     retry_hook.set_defaults(func=retry_hook_command)
 
     delete = _acting_parser(
@@ -173,6 +182,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--allow-missing", action="store_true", help="succeed when the entry does not exist (single entry)"
     )
     delete.set_defaults(func=delete_command)
+
+    add_jobs_parser(actions, parents)
 
 
 def _acting_parser(
@@ -190,26 +201,47 @@ def _acting_parser(
     bulk.add_argument("--bulk", action="store_true", help="act on every entry the filter flags select")
     bulk.add_argument("--all", action="store_true", help="with --bulk and no filter flag: every entry")
     bulk.add_argument(
+        "--rate",
+        type=parse_rate,
+        default=None,
+        metavar="N",
+        help="entries per second of the bulk job (default: the server's, 50)",
+    )
+    bulk.add_argument("--dry-run", action="store_true", help="show how many entries match and start nothing")
+    bulk.add_argument(
+        "--batched",
+        action="store_true",
+        help="use the synchronous Bulk RPCs, batch by batch, instead of a job (superseded)",
+    )
+    bulk.add_argument(
         "--batch-size",
         "--limit",
         dest="batch_size",
         type=parse_non_negative_int,
         default=0,
         metavar="N",
-        help=f"entries per Bulk call, at most {_MAX_BATCH} (default: the server's, 500)",
+        help=f"with --batched (implied): entries per Bulk call, at most {_MAX_BATCH} (default: 500)",
     )
     add_dead_letter_filter_arguments(parser)
     return parser
 
 
 def _bulk_filter(
-    args: argparse.Namespace, single_only: tuple[str, ...] = ()
+    args: argparse.Namespace, single_only: tuple[str, ...] = (), not_batched: tuple[str, ...] = ()
 ) -> dl_pb.DeadLetterFilter | None:
-    """Return the bulk filter, or ``None`` to act on the one entry; check the flags agree."""
+    """Return the bulk filter, or ``None`` to act on the one entry; check the flags agree.
+
+    ``single_only`` flags are refused with ``--bulk``; ``not_batched`` ones only with ``--batched``.
+    """
     selected = dead_letter_filter_from(args)
+    job_flags = [
+        flag for flag, given in (("--rate", args.rate is not None), ("--dry-run", args.dry_run)) if given
+    ]
     if args.dead_letter_id is not None:
-        if args.bulk or args.all or not filter_is_empty(selected) or args.batch_size:
+        if args.bulk or args.all or not filter_is_empty(selected) or args.batch_size or args.batched:
             raise UsageError("give either an ID, or --bulk with filter flags or --all, not both")
+        if job_flags:
+            raise UsageError(f"{', '.join(job_flags)} only applies with --bulk")
         return None
     if not args.bulk:
         raise UsageError("give the ID of a dead letter, or --bulk with filter flags or --all")
@@ -219,7 +251,17 @@ def _bulk_filter(
         raise UsageError(f"--batch-size must be at most {_MAX_BATCH}")
     if single_only:
         raise UsageError(f"{', '.join(single_only)} cannot be used with --bulk")
+    if _batched(args):
+        if job_flags:
+            raise UsageError(f"{', '.join(job_flags)} applies to bulk jobs, not to --batched")
+        if not_batched:
+            raise UsageError(f"{', '.join(not_batched)} cannot be used with --bulk --batched")
     return selected
+
+
+def _batched(args: argparse.Namespace) -> bool:
+    """Whether a bulk action uses the older synchronous Bulk RPCs (``--batched``/``--batch-size``)."""
+    return bool(args.batched or args.batch_size)
 
 
 def _entries(count: int) -> str:
@@ -320,6 +362,9 @@ def restart_command(args: argparse.Namespace) -> int:
                 print(f"restarted dead letter {args.dead_letter_id} as run {run.run_id}")
             return 0
 
+        if not _batched(args):
+            return await start_and_follow(args, client, dl_pb.BULK_ACTION_RESTART, selected)
+
         async def call(f: dl_pb.DeadLetterFilter, all_: bool, limit: int) -> dl_pb.BulkRestartRunsResponse:
             return await client.bulk_restart(f, all=all_, limit=limit)
 
@@ -352,7 +397,7 @@ def resume_command(args: argparse.Namespace) -> int:
             )
             if given
         ]
-        selected = _bulk_filter(args, tuple(changes))
+        selected = _bulk_filter(args, not_batched=tuple(changes))
         if selected is None:
             run = await client.resume_run(
                 args.dead_letter_id,
@@ -367,6 +412,9 @@ def resume_command(args: argparse.Namespace) -> int:
                 print(f"resumed dead letter {args.dead_letter_id} as run {run.run_id}")
             return 0
 
+        if not _batched(args):
+            return await start_and_follow(args, client, dl_pb.BULK_ACTION_RESUME, selected, _changes(args))
+
         async def call(f: dl_pb.DeadLetterFilter, all_: bool, limit: int) -> dl_pb.BulkResumeRunsResponse:
             return await client.bulk_resume(f, all=all_, limit=limit)
 
@@ -376,6 +424,18 @@ def resume_command(args: argparse.Namespace) -> int:
         return 0
 
     return run_with_client(args, action)
+
+
+def _changes(args: argparse.Namespace) -> dl_pb.BulkResumeChanges:
+    """The resume flags as the changes a bulk resume job applies to every run."""
+    changes = dl_pb.BulkResumeChanges(headers=headers_from(args), replace_headers=args.replace_headers)
+    payload = payload_from(args)
+    if payload is not None:
+        changes.payload = payload
+    policy = retry_policy_from(args)
+    if policy is not None:
+        changes.retry_policy.CopyFrom(policy)
+    return changes
 
 
 def retry_hook_command(args: argparse.Namespace) -> int:
@@ -389,6 +449,11 @@ def retry_hook_command(args: argparse.Namespace) -> int:
     """
 
     async def action(client: OrchestratorClient) -> int:
+        selected = _bulk_filter(args)
+        if selected is not None:
+            if _batched(args):
+                raise UsageError("retry-hook --bulk runs as a job: --batched and --batch-size do not apply")
+            return await start_and_follow(args, client, dl_pb.BULK_ACTION_RETRY_HOOK, selected)
         entry = await client.retry_failure_hook(args.dead_letter_id)
         if args.json:
             print_json(dl_pb.RetryFailureHookResponse(dead_letter=entry))
@@ -421,6 +486,9 @@ def delete_command(args: argparse.Namespace) -> int:
             else:
                 print(f"dead letter {args.dead_letter_id} did not exist")
             return 0
+
+        if not _batched(args):
+            return await start_and_follow(args, client, dl_pb.BULK_ACTION_DELETE, selected)
 
         async def one_batch(limit: int) -> BatchResult:
             response = await client.bulk_delete(selected, all=args.all, limit=limit)
