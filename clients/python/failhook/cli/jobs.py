@@ -23,6 +23,7 @@ from .arguments import leaf_parser
 from .connection import run_with_client
 from .exit_codes import ExitCode
 from .output import clean, print_json, render_table
+from .parsing import parse_positive_rate
 
 __all__ = ["POLL_SECONDS", "add_jobs_parser", "follow", "parse_rate", "progress_bar", "start_and_follow"]
 
@@ -38,18 +39,8 @@ _STATE_CHOICES = ("running", "succeeded", "failed", "canceled")
 
 
 def parse_rate(text: str) -> float:
-    """Parse ``--rate``: entries per second, more than 0.
-
-    Raises:
-        argparse.ArgumentTypeError: If ``text`` is not a positive number.
-    """
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: entries per second, e.g. 20") from None
-    if not 0 < rate < float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must be more than 0")
-    return rate
+    """Parse ``--rate``: entries per second, more than 0."""
+    return parse_positive_rate(text, "entries")
 
 
 def _state(op: dl_pb.BulkOperation) -> str:

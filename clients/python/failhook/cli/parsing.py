@@ -115,6 +115,21 @@ def parse_non_negative_int(text: str) -> int:
     return value
 
 
+def parse_positive_rate(text: str, unit: str) -> float:
+    """Parse a rate in ``unit`` per second (more than 0).
+
+    Raises:
+        argparse.ArgumentTypeError: If ``text`` is not a positive number.
+    """
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: {unit} per second, e.g. 20") from None
+    if not 0 < rate < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must be more than 0")
+    return rate
+
+
 def parse_header(text: str) -> tuple[str, str]:
     """Parse a header given as ``KEY=VALUE`` (the value may be empty and may contain ``=``).
 

@@ -37,7 +37,13 @@ from .output import (
     render_fields,
     render_table,
 )
-from .parsing import _enum_name, parse_non_negative_int, parse_positive_duration, parse_time
+from .parsing import (
+    _enum_name,
+    parse_non_negative_int,
+    parse_positive_duration,
+    parse_positive_rate,
+    parse_time,
+)
 
 __all__ = [
     "BREAKER_STATE_CHOICES",
@@ -90,13 +96,7 @@ def parse_release_rate(text: str) -> float:
     Raises:
         argparse.ArgumentTypeError: If ``text`` is not a positive number.
     """
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: runs per second, e.g. 20") from None
-    if not 0 < rate < float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: must be more than 0")
-    return rate
+    return parse_positive_rate(text, "runs")
 
 
 def breaker_state_name(state: pb.BreakerState.ValueType) -> str:
