@@ -209,6 +209,7 @@ def run_to_proto(
         cancel_requested=run.cancel_requested,
         dead_letter_id=run.dead_letter_id,
         step_count=run.step_count,
+        labels=run.labels,
     )
     if reading.details:
         msg.payload = run.payload

@@ -169,6 +169,7 @@ class OrchestratorClient:
         failure_hook: str = "",
         retry_policy: run_pb2.RetryPolicy | None = None,
         run_id: str = "",
+        labels: Mapping[str, str] | None = None,
     ) -> ws_pb.StartRunResponse:
         """Start a run (``StartRun``).
 
@@ -181,6 +182,7 @@ class OrchestratorClient:
             retry_policy: The step retry policy; ``None`` takes the server's default.
             run_id: A caller-chosen id that makes the call idempotent; empty lets the server
                 choose one.
+            labels: Labels to select the run by later (copied to restarted or resumed runs).
 
         Returns:
             The stored run and whether it already existed (``deduplicated``).
@@ -192,6 +194,7 @@ class OrchestratorClient:
             payload=payload,
             headers=dict(headers or {}),
             run_id=run_id,
+            labels=dict(labels or {}),
         )
         if retry_policy is not None:
             request.retry_policy.CopyFrom(retry_policy)
@@ -219,6 +222,7 @@ class OrchestratorClient:
         page_size: int = 0,
         page_token: str = "",
         view: run_pb2.RunView.ValueType = run_pb2.RUN_VIEW_BASIC,
+        labels: Mapping[str, str] | None = None,
     ) -> ws_pb.ListRunsResponse:
         """Return one page of runs, newest first (``ListRuns``).
 
@@ -231,12 +235,18 @@ class OrchestratorClient:
             page_token: The previous page's ``next_page_token``; empty for the first page.
             view: ``RUN_VIEW_BASIC`` (no payload, headers, output or attempt history) or
                 ``RUN_VIEW_FULL``; :meth:`get_run` returns everything.
+            labels: Keep runs that carry every one of these labels.
 
         Returns:
             The page; its ``next_page_token`` is empty on the last page.
         """
         request = ws_pb.ListRunsRequest(
-            workflow=list(workflow), state=list(state), page_size=page_size, page_token=page_token, view=view
+            workflow=list(workflow),
+            state=list(state),
+            page_size=page_size,
+            page_token=page_token,
+            view=view,
+            labels=dict(labels or {}),
         )
         if created_after is not None:
             request.create_time_after.CopyFrom(_timestamp(created_after))
@@ -253,6 +263,7 @@ class OrchestratorClient:
         created_before: datetime | Timestamp | None = None,
         page_size: int = 0,
         view: run_pb2.RunView.ValueType = run_pb2.RUN_VIEW_BASIC,
+        labels: Mapping[str, str] | None = None,
     ) -> AsyncGenerator[run_pb2.WorkflowRun, None]:
         """Yield every run that matches, newest first, fetching page after page.
 
@@ -263,6 +274,7 @@ class OrchestratorClient:
             created_before: Keep runs created before this time.
             page_size: Runs per call; 0 takes the server's default.
             view: How much of each run to fetch (see :meth:`list_runs`).
+            labels: Keep runs that carry every one of these labels.
 
         Yields:
             The runs (without their steps; :meth:`get_run` returns them).
@@ -277,6 +289,7 @@ class OrchestratorClient:
                 page_size=page_size,
                 page_token=token,
                 view=view,
+                labels=labels,
             )
             for run in page.runs:
                 yield run
@@ -324,6 +337,7 @@ class OrchestratorClient:
             request.failed_step.extend(filter.failed_step)
             request.hook_state.extend(filter.hook_state)
             request.fail_status.extend(filter.fail_status)
+            request.labels.update(filter.labels)
             if filter.HasField("dead_lettered_after"):
                 request.dead_lettered_after.CopyFrom(filter.dead_lettered_after)
             if filter.HasField("dead_lettered_before"):

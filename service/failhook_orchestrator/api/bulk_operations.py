@@ -82,6 +82,7 @@ def _filter_to_proto(q: DeadLetterQuery) -> pb.DeadLetterFilter:
         failed_step=q.failed_steps,
         hook_state=q.hook_states,  # type: ignore[arg-type]
         fail_status=q.fail_statuses,
+        labels=dict(q.labels),
     )
     if q.after_time is not None:
         f.dead_lettered_after.CopyFrom(wire.micros_to_timestamp(q.after_time))

@@ -28,6 +28,7 @@ from .validation import (
     resolve_policy,
     validate_headers,
     validate_id,
+    validate_labels,
     validate_timestamp,
     validate_workflow,
 )
@@ -62,11 +63,22 @@ def _query(
         fail_statuses=statuses,
         after_time=after,
         before_time=before,
+        labels=tuple(sorted(validate_labels(f"{prefix}labels", filter_.labels).items())),
     )
 
 
 def _fingerprint(q: DeadLetterQuery) -> list[Any]:
-    return [q.workflows, q.failed_steps, q.hook_states, q.fail_statuses, q.after_time, q.before_time]
+    fingerprint: list[Any] = [
+        q.workflows,
+        q.failed_steps,
+        q.hook_states,
+        q.fail_statuses,
+        q.after_time,
+        q.before_time,
+    ]
+    if q.labels:  # only then: tokens made before labels existed stay valid
+        fingerprint.append([list(p) for p in q.labels])
+    return fingerprint
 
 
 def _selection(filter_: pb.DeadLetterFilter, all_: bool, size: int) -> DeadLetterQuery:

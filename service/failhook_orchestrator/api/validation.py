@@ -150,6 +150,30 @@ def validate_headers(field: str, headers: Mapping[str, str]) -> dict[str, str]:
     return dict(headers)
 
 
+_LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,62}")
+_LABEL_VALUE = re.compile(r"[\x20-\x7e]{0,256}")
+#: The most labels a run carries (the limits are documented on ``StartRunRequest.labels``).
+MAX_LABELS = 32
+
+
+def validate_labels(field: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """Run labels, or a label filter: at most 32, keys ``[a-z0-9][a-z0-9._/-]{0,62}``, values of at
+    most 256 printable ASCII characters."""
+    if len(labels) > MAX_LABELS:
+        raise invalid_argument(field, f"has {len(labels)} entries; at most {MAX_LABELS} are allowed")
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key):
+            raise invalid_argument(
+                f"{field}[{key[:40]!r}]",
+                "keys must be 1 to 63 lowercase letters, digits and '._/-', starting with a letter or digit",
+            )
+        if not _LABEL_VALUE.fullmatch(value):
+            raise invalid_argument(
+                f"{field}[{key!r}]", "values must be at most 256 printable ASCII characters"
+            )
+    return dict(labels)
+
+
 #: Largest ``seconds`` a ``google.protobuf.Duration`` may hold (10,000 years).
 _DURATION_SECONDS = 315_576_000_000
 #: Request policy fields by the engine's name of them (the config file uses the engine's names).

@@ -24,6 +24,7 @@ from .validation import (
     enum_filter,
     resolve_policy,
     validate_headers,
+    validate_labels,
     validate_run_id,
     validate_target,
     validate_timestamp,
@@ -57,6 +58,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
                 self._shared.default_policy,
             ),
             run_id=validate_run_id("run_id", request.run_id, required=False),
+            labels=validate_labels("labels", request.labels),
             trace_context=current_traceparent(),  # StartRun's server span starts the run's trace
         )
         run, deduplicated = await self._engine.start_run(spec)
@@ -88,7 +90,10 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             if request.HasField("create_time_before")
             else None
         )
-        filters = [sorted(request.workflow), list(states), after, before]
+        labels = tuple(sorted(validate_labels("labels", request.labels).items()))
+        filters: list[Any] = [sorted(request.workflow), list(states), after, before]
+        if labels:  # only then: tokens made before labels existed stay valid
+            filters.append([list(p) for p in labels])
         query = RunQuery(
             page_size=size,
             after=self._shared.tokens.decode(request.page_token, filters),
@@ -96,6 +101,7 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             states=states,
             created_after=after,
             created_before=before,
+            labels=labels,
         )
         page = await listing.list_runs(self._engine, query, include_details=reading.details)
 

@@ -137,6 +137,7 @@ class Run:
     lease_owner: str = ""  # the orchestrator driving the run, as last loaded
     lease_expires: int | None = None
     lease_epoch: int = 0  # bumped at every claim: a write with an older epoch is a stale replica's
+    labels: dict[str, str] = field(default_factory=dict)  # for selection; copied to child runs
     #: Failed attempts of the current step made before the run was last parked: they stay in
     #: ``pending_attempts`` (the history) but the retry policy's budget counts from here.
     attempt_offset: int = 0

@@ -22,6 +22,7 @@ class RunQuery:
     states: tuple[int, ...] = ()
     created_after: int | None = None
     created_before: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # key=value pairs the run must all carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class DeadLetterQuery:
     fail_statuses: tuple[int, ...] = ()
     after_time: int | None = None
     before_time: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()  # key=value pairs the entry's run must all carry
 
 
 @dataclass(frozen=True, slots=True)

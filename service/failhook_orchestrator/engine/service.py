@@ -55,6 +55,7 @@ class RunSpec:
     retry_policy: RetryPolicy
     run_id: str = ""
     trace_context: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,7 @@ class Engine:
             create_time=now,
             update_time=now,
             trace_context=spec.trace_context,
+            labels=dict(spec.labels),
         )
         stored, created = await self._create(run, may_exist=bool(spec.run_id))
         if created:
@@ -286,6 +288,7 @@ class Engine:
             update_time=now,
             origin=origin,
             parent_run_id=parent.run_id,
+            labels=dict(parent.labels),
             steps=[replace(step, attempts=list(step.attempts)) for step in parent.steps]
             if keep_steps
             else [],

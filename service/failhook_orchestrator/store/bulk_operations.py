@@ -43,6 +43,7 @@ def _query_to_json(q: DeadLetterQuery) -> dict[str, Any]:
         "fail_statuses": list(q.fail_statuses),
         "after_time": q.after_time,
         "before_time": q.before_time,
+        "labels": dict(q.labels),
     }
 
 
@@ -55,6 +56,7 @@ def _query_from_json(d: Mapping[str, Any]) -> DeadLetterQuery:
         fail_statuses=tuple(d.get("fail_statuses", ())),
         after_time=d.get("after_time"),
         before_time=d.get("before_time"),
+        labels=tuple(sorted(d.get("labels", {}).items())),
     )
 
 

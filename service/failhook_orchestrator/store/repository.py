@@ -10,7 +10,20 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, delete, func, or_, select, true, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -132,6 +145,7 @@ class SqlRunStore:
             conds.append(runs.c.create_time >= query.created_after)
         if query.created_before is not None:
             conds.append(runs.c.create_time < query.created_before)
+        conds.extend(label_conditions(query.labels))
         if query.after is not None:
             conds.append(tuple_(runs.c.create_time, runs.c.run_id) < tuple_(*query.after))
         stmt = (
@@ -501,6 +515,10 @@ class SqlRunStore:
             conds.append(dead_letters.c.dead_letter_time >= query.after_time)
         if query.before_time is not None:
             conds.append(dead_letters.c.dead_letter_time < query.before_time)
+        if query.labels:  # the labels live on the entry's run
+            conds.append(
+                exists().where(runs.c.run_id == dead_letters.c.run_id, *label_conditions(query.labels))
+            )
         return conds
 
     async def _load_run(self, conn: AsyncConnection, run_id: str) -> Run | None:
@@ -546,6 +564,14 @@ class SqlRunStore:
         for record in records:
             record.run.failure = record.failure  # the same failure: decoded once, from the entry
         return records
+
+
+def label_conditions(labels: Sequence[tuple[str, str]]) -> list[ColumnElement[bool]]:
+    """A run carries every one of ``labels`` (JSON path lookups, on SQLite and PostgreSQL alike).
+
+    No index serves them: they narrow what the other filters (or the keyset order) select.
+    """
+    return [runs.c.labels[key].as_string() == value for key, value in labels]
 
 
 def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:

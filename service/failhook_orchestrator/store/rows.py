@@ -159,6 +159,7 @@ def run_values(run: Run) -> dict[str, Any]:
         "parent_run_id": run.parent_run_id,
         "cancel_requested": run.cancel_requested,  # afterwards only request_cancel sets it
         "lease_epoch": run.lease_epoch,
+        "labels": dict(run.labels),
         **run_progress_values(run),
     }
 
@@ -197,6 +198,7 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         park_detail=row.get("park_detail", ""),
         park_time=row.get("park_time"),
         park_target=row.get("park_target", ""),
+        labels=dict(row.get("labels") or {}),
     )
 
 

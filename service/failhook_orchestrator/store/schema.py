@@ -69,6 +69,7 @@ runs = Table(
     Column("park_detail", Text, nullable=False, server_default=""),
     Column("park_time", BigInteger, nullable=True),
     Column("park_target", Text, nullable=False, server_default=""),
+    Column("labels", JsonColumn, nullable=False, server_default="{}"),
     Index(None, "create_time", "run_id"),
     Index(None, "workflow", "create_time", "run_id"),
     Index(None, "state", "lease_expires"),

@@ -129,6 +129,36 @@ def add_headers_argument(parser: argparse.ArgumentParser, help: str) -> None:
     )
 
 
+def add_labels_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup, help: str) -> None:
+    """Add ``--label KEY=VALUE`` (repeatable).
+
+    Args:
+        parser: The command's parser (or one of its groups).
+        help: The flag's help.
+    """
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        action="append",
+        type=parse_header,
+        default=[],
+        metavar="KEY=VALUE",
+        help=help,
+    )
+
+
+def labels_from(args: argparse.Namespace) -> dict[str, str]:
+    """Return the labels the flags give.
+
+    Raises:
+        UsageError: If a key is given twice.
+    """
+    try:
+        return parse_headers(args.labels)
+    except argparse.ArgumentTypeError as err:
+        raise UsageError(f"--label: {str(err).replace('header', 'label')}") from err
+
+
 def headers_from(args: argparse.Namespace) -> dict[str, str]:
     """Return the headers the flags give.
 
@@ -250,6 +280,7 @@ def add_dead_letter_filter_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="TIME",
         help="dead-lettered before TIME (ISO 8601, or an age: 2h)",
     )
+    add_labels_argument(group, "the run carries this label (repeatable: every one, ANDed)")
 
 
 def dead_letter_filter_from(args: argparse.Namespace) -> dl_pb.DeadLetterFilter:
@@ -266,6 +297,7 @@ def dead_letter_filter_from(args: argparse.Namespace) -> dl_pb.DeadLetterFilter:
         failed_step=args.failed_step,
         hook_state=args.hook_state,
         fail_status=args.fail_status,
+        labels=labels_from(args),
     )
     for name, value in (("dead_lettered_after", args.after), ("dead_lettered_before", args.before)):
         if value is not None:

@@ -24,9 +24,11 @@ from failhook.v1 import workflow_service_pb2 as ws_pb
 
 from .arguments import (
     add_headers_argument,
+    add_labels_argument,
     add_payload_arguments,
     add_retry_policy_arguments,
     headers_from,
+    labels_from,
     leaf_parser,
     payload_from,
     retry_policy_from,
@@ -77,6 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add_payload_arguments(start, "the run's input")
     add_headers_argument(start, "a header forwarded to every step and to the hook (repeatable)")
+    add_labels_argument(start, "a label to select the run by later, e.g. tenant=acme (repeatable)")
     start.add_argument(
         "--run-id",
         default="",
@@ -140,6 +143,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="N",
         help="runs per call (default: fits --limit)",
     )
+    add_labels_argument(listing, "keep runs that carry this label (repeatable: every one, ANDed)")
     listing.set_defaults(func=list_command)
 
     cancel = leaf_parser(
@@ -172,6 +176,7 @@ def start_command(args: argparse.Namespace) -> int:
             failure_hook=args.failure_hook,
             retry_policy=retry_policy_from(args),
             run_id=args.run_id,
+            labels=labels_from(args),
         )
         if response.deduplicated:
             print(
@@ -226,6 +231,7 @@ def list_command(args: argparse.Namespace) -> int:
             created_after=args.created_after,
             created_before=args.created_before,
             page_size=page_size,
+            labels=labels_from(args),
         )
         await print_listing(pages, limit=limit, as_json=args.json, table=run_table, noun="runs")
         return 0

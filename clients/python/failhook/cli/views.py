@@ -180,7 +180,9 @@ def run_detail(run: run_pb2.WorkflowRun) -> str:
         The lines joined.
     """
     headers = ", ".join(f"{k}={v}" for k, v in sorted(run.headers.items()))
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(run.labels.items()))
     optional = {
+        "Labels": labels,
         "Parent run": run.parent_run_id,
         "Dead letter": run.dead_letter_id,
         "Finished": format_time(run.finish_time),
@@ -192,6 +194,7 @@ def run_detail(run: run_pb2.WorkflowRun) -> str:
         ("Workflow", run.workflow),
         ("State", run_state_name(run.state) + (" (cancel requested)" if run.cancel_requested else "")),
         ("Origin", run_pb2.RunOrigin.Name(run.origin).removeprefix("RUN_ORIGIN_")),
+        ("Labels", clean(labels)),
         ("Parent run", optional["Parent run"]),
         ("Dead letter", optional["Dead letter"]),
         ("Endpoint", run.endpoint),

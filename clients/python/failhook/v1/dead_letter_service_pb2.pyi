@@ -313,12 +313,33 @@ class DeadLetterFilter(message.Message):
 
     DESCRIPTOR: descriptor.Descriptor
 
+    @typing.final
+    class LabelsEntry(message.Message):
+        DESCRIPTOR: descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     WORKFLOW_FIELD_NUMBER: builtins.int
     FAILED_STEP_FIELD_NUMBER: builtins.int
     HOOK_STATE_FIELD_NUMBER: builtins.int
     FAIL_STATUS_FIELD_NUMBER: builtins.int
     DEAD_LETTERED_AFTER_FIELD_NUMBER: builtins.int
     DEAD_LETTERED_BEFORE_FIELD_NUMBER: builtins.int
+    LABELS_FIELD_NUMBER: builtins.int
     @builtins.property
     def workflow(self) -> containers.RepeatedScalarFieldContainer[builtins.str]:
         """workflow keeps entries of any of these workflows."""
@@ -343,6 +364,10 @@ class DeadLetterFilter(message.Message):
     def dead_lettered_before(self) -> timestamp_pb2.Timestamp:
         """dead_lettered_before keeps entries that entered the DLQ before this time."""
 
+    @builtins.property
+    def labels(self) -> containers.ScalarMap[builtins.str, builtins.str]:
+        """labels keeps entries whose run carries every one of these labels with these values."""
+
     def __init__(
         self,
         *,
@@ -352,10 +377,11 @@ class DeadLetterFilter(message.Message):
         fail_status: abc.Iterable[builtins.int] | None = ...,
         dead_lettered_after: timestamp_pb2.Timestamp | None = ...,
         dead_lettered_before: timestamp_pb2.Timestamp | None = ...,
+        labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before", "fail_status", b"fail_status", "failed_step", b"failed_step", "hook_state", b"hook_state", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before", "fail_status", b"fail_status", "failed_step", b"failed_step", "hook_state", b"hook_state", "labels", b"labels", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -367,6 +393,26 @@ class ListDeadLettersRequest(message.Message):
 
     DESCRIPTOR: descriptor.Descriptor
 
+    @typing.final
+    class LabelsEntry(message.Message):
+        DESCRIPTOR: descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
     WORKFLOW_FIELD_NUMBER: builtins.int
@@ -376,6 +422,7 @@ class ListDeadLettersRequest(message.Message):
     DEAD_LETTERED_AFTER_FIELD_NUMBER: builtins.int
     DEAD_LETTERED_BEFORE_FIELD_NUMBER: builtins.int
     VIEW_FIELD_NUMBER: builtins.int
+    LABELS_FIELD_NUMBER: builtins.int
     page_size: builtins.int
     """page_size is the maximum number of entries to return. 0 means 50; values above 1000 are
     coerced to 1000; negative values are INVALID_ARGUMENT.
@@ -413,6 +460,10 @@ class ListDeadLettersRequest(message.Message):
     def dead_lettered_before(self) -> timestamp_pb2.Timestamp:
         """dead_lettered_before keeps entries that entered the DLQ before this time."""
 
+    @builtins.property
+    def labels(self) -> containers.ScalarMap[builtins.str, builtins.str]:
+        """labels keeps entries whose run carries every one of these labels with these values."""
+
     def __init__(
         self,
         *,
@@ -425,10 +476,11 @@ class ListDeadLettersRequest(message.Message):
         dead_lettered_after: timestamp_pb2.Timestamp | None = ...,
         dead_lettered_before: timestamp_pb2.Timestamp | None = ...,
         view: run_pb2.RunView.ValueType = ...,
+        labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before", "fail_status", b"fail_status", "failed_step", b"failed_step", "hook_state", b"hook_state", "page_size", b"page_size", "page_token", b"page_token", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_lettered_after", b"dead_lettered_after", "dead_lettered_before", b"dead_lettered_before", "fail_status", b"fail_status", "failed_step", b"failed_step", "hook_state", b"hook_state", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

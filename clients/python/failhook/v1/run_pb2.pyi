@@ -724,6 +724,26 @@ class WorkflowRun(message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @typing.final
+    class LabelsEntry(message.Message):
+        DESCRIPTOR: descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     RUN_ID_FIELD_NUMBER: builtins.int
     WORKFLOW_FIELD_NUMBER: builtins.int
     STATE_FIELD_NUMBER: builtins.int
@@ -751,6 +771,7 @@ class WorkflowRun(message.Message):
     PARK_DETAIL_FIELD_NUMBER: builtins.int
     PARK_TIME_FIELD_NUMBER: builtins.int
     PARK_TARGET_FIELD_NUMBER: builtins.int
+    LABELS_FIELD_NUMBER: builtins.int
     run_id: builtins.str
     """run_id is the run's id: caller-chosen in StartRun, or a UUID the orchestrator made."""
     workflow: builtins.str
@@ -835,6 +856,12 @@ class WorkflowRun(message.Message):
         are released in the order of this time.
         """
 
+    @builtins.property
+    def labels(self) -> containers.ScalarMap[builtins.str, builtins.str]:
+        """labels are the run's labels (`StartRunRequest.labels`, or its parent's for a restarted or
+        resumed run).
+        """
+
     def __init__(
         self,
         *,
@@ -865,9 +892,10 @@ class WorkflowRun(message.Message):
         park_detail: builtins.str = ...,
         park_time: timestamp_pb2.Timestamp | None = ...,
         park_target: builtins.str = ...,
+        labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "park_time", b"park_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "labels", b"labels", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

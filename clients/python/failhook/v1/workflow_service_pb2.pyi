@@ -46,6 +46,26 @@ class StartRunRequest(message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @typing.final
+    class LabelsEntry(message.Message):
+        DESCRIPTOR: descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     WORKFLOW_FIELD_NUMBER: builtins.int
     ENDPOINT_FIELD_NUMBER: builtins.int
     FAILURE_HOOK_FIELD_NUMBER: builtins.int
@@ -53,6 +73,7 @@ class StartRunRequest(message.Message):
     HEADERS_FIELD_NUMBER: builtins.int
     RETRY_POLICY_FIELD_NUMBER: builtins.int
     RUN_ID_FIELD_NUMBER: builtins.int
+    LABELS_FIELD_NUMBER: builtins.int
     workflow: builtins.str
     """workflow is the workflow's name. Required: 1 to 128 characters of letters, digits and
     `._:/-`, starting with a letter or digit.
@@ -86,6 +107,15 @@ class StartRunRequest(message.Message):
         fields of a given policy take the default too. `max_attempts = 1` means no retry.
         """
 
+    @builtins.property
+    def labels(self) -> containers.ScalarMap[builtins.str, builtins.str]:
+        """labels tag the run for selection (for example `tenant = acme`, `release = 2024-06`): they
+        are stored with the run, returned on it, copied to runs restarted or resumed from it, and
+        filter ListRuns, ListDeadLetters and bulk operations. They are not sent to user code.
+        Optional; at most 32 labels, keys of 1 to 63 lowercase letters, digits and `._/-` starting
+        with a letter or digit, values of at most 256 printable ASCII characters.
+        """
+
     def __init__(
         self,
         *,
@@ -96,10 +126,11 @@ class StartRunRequest(message.Message):
         headers: abc.Mapping[builtins.str, builtins.str] | None = ...,
         retry_policy: run_pb2.RetryPolicy | None = ...,
         run_id: builtins.str = ...,
+        labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["endpoint", b"endpoint", "failure_hook", b"failure_hook", "headers", b"headers", "payload", b"payload", "retry_policy", b"retry_policy", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["endpoint", b"endpoint", "failure_hook", b"failure_hook", "headers", b"headers", "labels", b"labels", "payload", b"payload", "retry_policy", b"retry_policy", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -179,6 +210,26 @@ class ListRunsRequest(message.Message):
 
     DESCRIPTOR: descriptor.Descriptor
 
+    @typing.final
+    class LabelsEntry(message.Message):
+        DESCRIPTOR: descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: builtins.int
+        VALUE_FIELD_NUMBER: builtins.int
+        key: builtins.str
+        value: builtins.str
+        def __init__(
+            self,
+            *,
+            key: builtins.str = ...,
+            value: builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     PAGE_SIZE_FIELD_NUMBER: builtins.int
     PAGE_TOKEN_FIELD_NUMBER: builtins.int
     WORKFLOW_FIELD_NUMBER: builtins.int
@@ -186,6 +237,7 @@ class ListRunsRequest(message.Message):
     CREATE_TIME_AFTER_FIELD_NUMBER: builtins.int
     CREATE_TIME_BEFORE_FIELD_NUMBER: builtins.int
     VIEW_FIELD_NUMBER: builtins.int
+    LABELS_FIELD_NUMBER: builtins.int
     page_size: builtins.int
     """page_size is the maximum number of runs to return. 0 means 50; values above 1000 are
     coerced to 1000; negative values are INVALID_ARGUMENT.
@@ -215,6 +267,12 @@ class ListRunsRequest(message.Message):
     def create_time_before(self) -> timestamp_pb2.Timestamp:
         """create_time_before keeps runs created before this time."""
 
+    @builtins.property
+    def labels(self) -> containers.ScalarMap[builtins.str, builtins.str]:
+        """labels keeps runs that carry every one of these labels with these values (ANDed). Empty:
+        no label filter.
+        """
+
     def __init__(
         self,
         *,
@@ -225,10 +283,11 @@ class ListRunsRequest(message.Message):
         create_time_after: timestamp_pb2.Timestamp | None = ...,
         create_time_before: timestamp_pb2.Timestamp | None = ...,
         view: run_pb2.RunView.ValueType = ...,
+        labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "labels", b"labels", "page_size", b"page_size", "page_token", b"page_token", "state", b"state", "view", b"view", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file failhook/v1/workflow_service.proto.
  */
 export const file_failhook_v1_workflow_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJmYWlsaG9vay92MS93b3JrZmxvd19zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSKIAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhAKCGVuZHBvaW50GAIgASgJEhQKDGZhaWx1cmVfaG9vaxgDIAEoCRIPCgdwYXlsb2FkGAQgASgMEjoKB2hlYWRlcnMYBSADKAsyKS5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QuSGVhZGVyc0VudHJ5Ei4KDHJldHJ5X3BvbGljeRgGIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5Eg4KBnJ1bl9pZBgHIAEoCRouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChBTdGFydFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI3Cg5HZXRSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1biKDAgoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgAygJEiQKBXN0YXRlGAQgAygOMhUuZmFpbGhvb2sudjEuUnVuU3RhdGUSNQoRY3JlYXRlX3RpbWVfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEmNyZWF0ZV90aW1lX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEdmlldxgHIAEoDjIULmZhaWxob29rLnYxLlJ1blZpZXciUwoQTGlzdFJ1bnNSZXNwb25zZRImCgRydW5zGAEgAygLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjoKEUNhbmNlbFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuMsECCg9Xb3JrZmxvd1NlcnZpY2USRwoIU3RhcnRSdW4SHC5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QaHS5mYWlsaG9vay52MS5TdGFydFJ1blJlc3BvbnNlEkYKBkdldFJ1bhIaLmZhaWxob29rLnYxLkdldFJ1blJlcXVlc3QaGy5mYWlsaG9vay52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkwKCExpc3RSdW5zEhwuZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXF1ZXN0Gh0uZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBEk8KCUNhbmNlbFJ1bhIdLmZhaWxob29rLnYxLkNhbmNlbFJ1blJlcXVlc3QaHi5mYWlsaG9vay52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICYgZwcm90bzM", [file_failhook_v1_run, file_google_protobuf_timestamp]);
+  fileDesc("CiJmYWlsaG9vay92MS93b3JrZmxvd19zZXJ2aWNlLnByb3RvEgtmYWlsaG9vay52MSLxAgoPU3RhcnRSdW5SZXF1ZXN0EhAKCHdvcmtmbG93GAEgASgJEhAKCGVuZHBvaW50GAIgASgJEhQKDGZhaWx1cmVfaG9vaxgDIAEoCRIPCgdwYXlsb2FkGAQgASgMEjoKB2hlYWRlcnMYBSADKAsyKS5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QuSGVhZGVyc0VudHJ5Ei4KDHJldHJ5X3BvbGljeRgGIAEoCzIYLmZhaWxob29rLnYxLlJldHJ5UG9saWN5Eg4KBnJ1bl9pZBgHIAEoCRI4CgZsYWJlbHMYCCADKAsyKC5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QuTGFiZWxzRW50cnkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJPChBTdGFydFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuEhQKDGRlZHVwbGljYXRlZBgCIAEoCCIfCg1HZXRSdW5SZXF1ZXN0Eg4KBnJ1bl9pZBgBIAEoCSI3Cg5HZXRSdW5SZXNwb25zZRIlCgNydW4YASABKAsyGC5mYWlsaG9vay52MS5Xb3JrZmxvd1J1biLsAgoPTGlzdFJ1bnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhAKCHdvcmtmbG93GAMgAygJEiQKBXN0YXRlGAQgAygOMhUuZmFpbGhvb2sudjEuUnVuU3RhdGUSNQoRY3JlYXRlX3RpbWVfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjYKEmNyZWF0ZV90aW1lX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIgoEdmlldxgHIAEoDjIULmZhaWxob29rLnYxLlJ1blZpZXcSOAoGbGFiZWxzGAggAygLMiguZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUwoQTGlzdFJ1bnNSZXNwb25zZRImCgRydW5zGAEgAygLMhguZmFpbGhvb2sudjEuV29ya2Zsb3dSdW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiIKEENhbmNlbFJ1blJlcXVlc3QSDgoGcnVuX2lkGAEgASgJIjoKEUNhbmNlbFJ1blJlc3BvbnNlEiUKA3J1bhgBIAEoCzIYLmZhaWxob29rLnYxLldvcmtmbG93UnVuMsECCg9Xb3JrZmxvd1NlcnZpY2USRwoIU3RhcnRSdW4SHC5mYWlsaG9vay52MS5TdGFydFJ1blJlcXVlc3QaHS5mYWlsaG9vay52MS5TdGFydFJ1blJlc3BvbnNlEkYKBkdldFJ1bhIaLmZhaWxob29rLnYxLkdldFJ1blJlcXVlc3QaGy5mYWlsaG9vay52MS5HZXRSdW5SZXNwb25zZSIDkAIBEkwKCExpc3RSdW5zEhwuZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXF1ZXN0Gh0uZmFpbGhvb2sudjEuTGlzdFJ1bnNSZXNwb25zZSIDkAIBEk8KCUNhbmNlbFJ1bhIdLmZhaWxob29rLnYxLkNhbmNlbFJ1blJlcXVlc3QaHi5mYWlsaG9vay52MS5DYW5jZWxSdW5SZXNwb25zZSIDkAICYgZwcm90bzM", [file_failhook_v1_run, file_google_protobuf_timestamp]);
 
 /**
  * StartRunRequest asks for a new run.
@@ -78,6 +78,17 @@ export type StartRunRequest = Message<"failhook.v1.StartRunRequest"> & {
    * @generated from field: string run_id = 7;
    */
   runId: string;
+
+  /**
+   * labels tag the run for selection (for example `tenant = acme`, `release = 2024-06`): they
+   * are stored with the run, returned on it, copied to runs restarted or resumed from it, and
+   * filter ListRuns, ListDeadLetters and bulk operations. They are not sent to user code.
+   * Optional; at most 32 labels, keys of 1 to 63 lowercase letters, digits and `._/-` starting
+   * with a letter or digit, values of at most 256 printable ASCII characters.
+   *
+   * @generated from field: map<string, string> labels = 8;
+   */
+  labels: { [key: string]: string };
 };
 
 /**
@@ -216,6 +227,14 @@ export type ListRunsRequest = Message<"failhook.v1.ListRunsRequest"> & {
    * @generated from field: failhook.v1.RunView view = 7;
    */
   view: RunView;
+
+  /**
+   * labels keeps runs that carry every one of these labels with these values (ANDed). Empty:
+   * no label filter.
+   *
+   * @generated from field: map<string, string> labels = 8;
+   */
+  labels: { [key: string]: string };
 };
 
 /**
