@@ -245,3 +245,14 @@ async def test_an_identity_without_the_operate_role_is_exit_6(cli: Cli, harness:
     assert denied.code == 6
     assert denied.err.startswith("error: PERMISSION_DENIED: ") and "operate" in denied.err
     assert (await harness.dead_letter(entry_id)).dead_letter_id == entry_id
+
+
+async def test_restart_keeping_steps(cli: Cli, harness: Harness) -> None:
+    entry_id = await dead_letter(harness, {"steps": 3, "fail_step": 2, "fail_times": 99})
+    too_many = await cli("dlq", "restart", entry_id, "--keep-steps", "3")
+    assert too_many.code == 1 and "INVALID_ARGUMENT" in too_many.err and "keep_steps" in too_many.err
+    with_bulk = await cli("dlq", "restart", "--bulk", "--all", "--keep-steps", "1")
+    assert with_bulk.code == 2 and "--keep-steps cannot be used with --bulk" in with_bulk.err
+    restarted = await cli("dlq", "restart", entry_id, "--keep-steps", "1", "--json")
+    assert restarted.code == 0, restarted.err
+    assert [s["name"] for s in restarted.json()["run"]["steps"]] == ["s0"]

@@ -382,16 +382,18 @@ class OrchestratorClient:
         request = dl_pb.GetDeadLetterRequest(dead_letter_id=dead_letter_id)
         return (await self._dlq.GetDeadLetter(request, timeout=self._timeout)).dead_letter
 
-    async def restart_run(self, dead_letter_id: str) -> run_pb2.WorkflowRun:
-        """Run the entry's workflow again from the beginning (``RestartRun``).
+    async def restart_run(self, dead_letter_id: str, *, keep_steps: int = 0) -> run_pb2.WorkflowRun:
+        """Run the entry's workflow again from the beginning, or after its first steps (``RestartRun``).
 
         Args:
             dead_letter_id: The entry's id; the entry is removed.
+            keep_steps: How many completed steps the new run keeps (their results replayed);
+                0 starts from scratch.
 
         Returns:
             The new run, linked to the failed one by ``parent_run_id``.
         """
-        request = dl_pb.RestartRunRequest(dead_letter_id=dead_letter_id)
+        request = dl_pb.RestartRunRequest(dead_letter_id=dead_letter_id, keep_steps=keep_steps)
         return (await self._dlq.RestartRun(request, timeout=self._timeout)).run
 
     async def resume_run(

@@ -130,7 +130,7 @@ class DeadLetterServicer(pb_grpc.DeadLetterServiceServicer):
     async def RestartRun(self, request: pb.RestartRunRequest, context: Context) -> pb.RestartRunResponse:
         """Start the entry's workflow from scratch as a new linked run."""
         dead_letter_id = validate_id("dead_letter_id", request.dead_letter_id)
-        run = await self._engine.restart(dead_letter_id)
+        run = await self._engine.restart(dead_letter_id, keep_steps=request.keep_steps)
         audit_log(
             "dlq.restart", caller_identity(context), dead_letter_id=dead_letter_id, new_run_id=run.run_id
         )

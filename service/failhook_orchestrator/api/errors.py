@@ -19,6 +19,7 @@ from failhook_orchestrator.engine.errors import (
     AlreadyExistsError,
     EngineError,
     FailedPreconditionError,
+    InvalidArgumentError,
     NotFoundError,
     UnavailableError,
 )
@@ -34,6 +35,7 @@ _ENGINE_CODES: dict[type[EngineError], tuple[grpc.StatusCode, str]] = {
     AlreadyExistsError: (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS"),
     FailedPreconditionError: (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION"),
     UnavailableError: (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"),
+    InvalidArgumentError: (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
 }
 
 

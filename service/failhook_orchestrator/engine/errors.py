@@ -6,6 +6,7 @@ __all__ = [
     "AlreadyExistsError",
     "EngineError",
     "FailedPreconditionError",
+    "InvalidArgumentError",
     "NotFoundError",
     "UnavailableError",
 ]
@@ -26,6 +27,10 @@ class NotFoundError(EngineError):
 
 class AlreadyExistsError(EngineError):
     """A run with the requested id exists with other parameters."""
+
+
+class InvalidArgumentError(EngineError):
+    """A request value is out of range for the resource it names (e.g. more steps than it has)."""
 
 
 class FailedPreconditionError(EngineError):

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from failhook_orchestrator.telemetry import linked_traceparent
 
-from .errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
+from .errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from .model import DeadLetterRecord, HookState, Run, RunOrigin
 from .policy import RetryPolicy
 from .ports import DeadLetterPage, DeadLetterQuery, RunPage, RunQuery, RunStore
@@ -169,13 +169,22 @@ class Engine:
         """Count the DLQ entries a filter selects."""
         return await self._store.count_dead_letters(query)
 
-    async def restart(self, dead_letter_id: str, *, new_run_id: str = "") -> Run:
-        """Start the entry's workflow again from scratch as a new, linked run.
+    async def restart(self, dead_letter_id: str, *, new_run_id: str = "", keep_steps: int = 0) -> Run:
+        """Start the entry's workflow again as a new, linked run: from scratch, or after its
+        first ``keep_steps`` completed steps, whose recorded results the new run replays.
 
         ``new_run_id`` names the new run (a bulk job's, derived so that a retry finds it).
         """
         record = await self.get_dead_letter(dead_letter_id)
+        completed = len(record.run.steps)
+        if not 0 <= keep_steps <= completed:
+            raise InvalidArgumentError(
+                f"keep_steps is {keep_steps}; the run of {dead_letter_id!r} completed {completed} steps,"
+                f" so 0 to {completed} can be kept",
+                field="keep_steps",
+            )
         child = self._child(record.run, RunOrigin.RESTART, keep_steps=False, run_id=new_run_id)
+        child.steps = [replace(step, attempts=list(step.attempts)) for step in record.run.steps[:keep_steps]]
         return await self._replace(record, child)
 
     async def resume(self, dead_letter_id: str, changes: ResumeChanges, *, new_run_id: str = "") -> Run:

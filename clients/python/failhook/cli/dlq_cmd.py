@@ -3,7 +3,7 @@
 =============================================================  =================================
 ``dlq list [filter flags] [--limit N]``                        ListDeadLetters, oldest first
 ``dlq show ID``                                                GetDeadLetter
-``dlq restart ID``                                             RestartRun
+``dlq restart ID [--keep-steps N]``                            RestartRun
 ``dlq restart --bulk (filter flags | --all) [--rate N]``       StartBulkOperation, followed
 ``dlq resume ID [--payload ...] [--header K=V] [policy]``      ResumeRun
 ``dlq resume --bulk (filter flags | --all) [changes]``         StartBulkOperation (RESUME)
@@ -139,6 +139,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Start the entry's workflow again from the beginning as a new linked run, and "
         "remove the entry. With --bulk, every entry the filter selects.",
         parents=parents,
+    )
+    restart.add_argument(
+        "--keep-steps",
+        type=parse_non_negative_int,
+        default=0,
+        metavar="N",
+        help="keep the run's first N completed steps (their results replayed); 0: from scratch",
     )
     restart.set_defaults(func=restart_command)
 
@@ -353,9 +360,9 @@ def restart_command(args: argparse.Namespace) -> int:
     """
 
     async def action(client: OrchestratorClient) -> int:
-        selected = _bulk_filter(args)
+        selected = _bulk_filter(args, ("--keep-steps",) if args.keep_steps else ())
         if selected is None:
-            run = await client.restart_run(args.dead_letter_id)
+            run = await client.restart_run(args.dead_letter_id, keep_steps=args.keep_steps)
             if args.json:
                 print_json(dl_pb.RestartRunResponse(run=run))
             else:

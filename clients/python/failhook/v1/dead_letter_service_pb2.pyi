@@ -561,16 +561,24 @@ class RestartRunRequest(message.Message):
     DESCRIPTOR: descriptor.Descriptor
 
     DEAD_LETTER_ID_FIELD_NUMBER: builtins.int
+    KEEP_STEPS_FIELD_NUMBER: builtins.int
     dead_letter_id: builtins.str
     """dead_letter_id is the entry's id. Required."""
+    keep_steps: builtins.int
+    """keep_steps is how many of the failed run's completed steps (oldest first, sleeps included)
+    the new run keeps: their recorded results are replayed to the endpoint without running them
+    again, and every step after them runs again. 0 restarts from scratch; a negative value or
+    more steps than the run completed (its `step_count`) is INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         dead_letter_id: builtins.str = ...,
+        keep_steps: builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_letter_id", b"dead_letter_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["dead_letter_id", b"dead_letter_id", "keep_steps", b"keep_steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
