@@ -106,11 +106,14 @@ class ApiSettings:
             random key made once and kept in the database.
         sensitive_headers: Run header names whose values every read shows as ``[redacted]``
             (they are still forwarded to endpoints and hooks as given).
+        default_execution_timeout_seconds: The execution timeout of runs whose StartRun gives
+            none; 0 (the default): such runs have no deadline.
     """
 
     max_payload_bytes: int = 1024 * 1024
     page_token_secret: str = ""
     sensitive_headers: tuple[str, ...] = DEFAULT_SENSITIVE_HEADERS
+    default_execution_timeout_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +277,7 @@ _CHECKS: dict[tuple[str, str], Check] = {
     ("api", "max_payload_bytes"): _between(1, 64 * 1024 * 1024),
     ("api", "page_token_secret"): _secret,
     ("api", "sensitive_headers"): _header_names,
+    ("api", "default_execution_timeout_seconds"): _between(0, limits.MAX_EXECUTION_TIMEOUT_SECONDS),
     ("dlq", "retention_days"): _between(0, 36_500),
     ("log", "format"): _one_of("text", "json"),
     ("log", "level"): _one_of(*_LEVELS),

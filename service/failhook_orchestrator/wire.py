@@ -232,6 +232,10 @@ def run_to_proto(
         msg.park_target = run.park_target
         if run.park_time is not None:
             msg.park_time.CopyFrom(micros_to_timestamp(run.park_time))
+    if run.execution_timeout_us is not None:
+        msg.execution_timeout.CopyFrom(_duration_us(run.execution_timeout_us))
+    if run.deadline_time is not None:
+        msg.deadline_time.CopyFrom(micros_to_timestamp(run.deadline_time))
     return msg
 
 

@@ -70,6 +70,8 @@ async def add_services(
         default_policy=settings.step_policy,
         tokens=tokens,
         reading=wire.Reading(sensitive_headers=frozenset(settings.api.sensitive_headers)),
+        default_execution_timeout_us=round(settings.api.default_execution_timeout_seconds * 1_000_000)
+        or None,
     )
     workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(WorkflowServicer(engine, shared), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(

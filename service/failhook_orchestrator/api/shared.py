@@ -21,3 +21,5 @@ class ApiShared:
     default_policy: RetryPolicy
     tokens: PageTokens
     reading: wire.Reading
+    #: The execution timeout of runs that give none (microseconds); None: no deadline.
+    default_execution_timeout_us: int | None = None

@@ -192,6 +192,13 @@ def duration_seconds(field: str, d: Duration, *, maximum: float) -> float:
     return seconds
 
 
+def execution_timeout_us(field: str, d: Duration) -> int:
+    """A run's execution timeout in microseconds: more than 0, at most 3660 days."""
+    if d.seconds < 0 or d.nanos < 0 or (d.seconds == 0 and d.nanos == 0):
+        raise invalid_argument(field, "must be more than 0 (leave it unset for the server's default)")
+    return round(duration_seconds(field, d, maximum=limits.MAX_EXECUTION_TIMEOUT_SECONDS) * 1_000_000)
+
+
 def resolve_policy(field: str, policy: run_pb2.RetryPolicy | None, default: RetryPolicy) -> RetryPolicy:
     """The complete policy: the request's fields over the server's defaults, checked by the
     rules the config file obeys too (:func:`~failhook_orchestrator.engine.limits.check_policy`)."""

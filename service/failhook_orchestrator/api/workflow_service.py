@@ -22,6 +22,7 @@ from .pagination import page_size
 from .shared import ApiShared
 from .validation import (
     enum_filter,
+    execution_timeout_us,
     resolve_policy,
     validate_headers,
     validate_labels,
@@ -59,6 +60,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             ),
             run_id=validate_run_id("run_id", request.run_id, required=False),
             labels=validate_labels("labels", request.labels),
+            execution_timeout_us=execution_timeout_us("execution_timeout", request.execution_timeout)
+            if request.HasField("execution_timeout")
+            else self._shared.default_execution_timeout_us,
             trace_context=current_traceparent(),  # StartRun's server span starts the run's trace
         )
         run, deduplicated = await self._engine.start_run(spec)

@@ -26,6 +26,7 @@ __all__ = [
     "Next",
     "StepDecision",
     "apply_outcome",
+    "expire",
     "history_mismatch",
     "park",
     "park_after_failure",
@@ -35,6 +36,7 @@ __all__ = [
 #: Status codes of the failures the orchestrator records for a bad answer.
 _FAILED_PRECONDITION = 9
 _RESOURCE_EXHAUSTED = 8
+_DEADLINE_EXCEEDED = 4
 
 
 class Next(enum.Enum):
@@ -132,6 +134,32 @@ def apply_outcome(
         run.attempt_offset = 0
         return StepDecision(Next.SUCCEEDED)
     return _on_error(run, outcome, start_time, end_time, rng)
+
+
+def expire(
+    run: Run, now: int, abandoned: StepErrored | None = None, start_time: int | None = None
+) -> StepDecision:
+    """Fail a run whose deadline came (FailureReason.DEADLINE_EXCEEDED), from whatever it was doing.
+
+    ``abandoned`` is the step call cut short by the deadline, if one was in flight (its attempt
+    is recorded); otherwise the failure's attempt says what the run was waiting for.
+    """
+    timeout_s = (run.execution_timeout_us or 0) / 1e6
+    waiting = {RunState.SLEEPING: "sleeping", RunState.PENDING: "waiting to start"}.get(
+        run.state, "backing off" if run.pending_attempts else "between steps"
+    )
+    doing = "with a step call in flight (abandoned)" if abandoned is not None else f"while {waiting}"
+    error = StepErrored(
+        status_code=_DEADLINE_EXCEEDED,
+        message=f"the run's execution timeout of {timeout_s:g}s passed {doing}",
+        step_name=abandoned.step_name if abandoned is not None else "",
+        trailing_metadata=dict(abandoned.trailing_metadata) if abandoned is not None else {},
+    )
+    run.update_time = now
+    run.due_time = run.wake_time = None
+    return _fail(
+        run, _cleaned(error), now if start_time is None else start_time, now, FailureReason.DEADLINE_EXCEEDED
+    )
 
 
 def _on_error(run: Run, error: StepErrored, start: int, end: int, rng: random.Random | None) -> StepDecision:

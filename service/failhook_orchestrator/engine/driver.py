@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from failhook_orchestrator.telemetry import Metrics, run_context
 
 from .clock import Clock
-from .decisions import Next, apply_outcome, park, park_after_failure, unpark
+from .decisions import Next, StepDecision, apply_outcome, expire, park, park_after_failure, unpark
 from .hooks import HookDelivery, TimerKey
 from .model import Run
 from .outcomes import StepErrored, StepOutcome
@@ -112,8 +112,11 @@ class RunDriver:
             self.drive_soon(run)
 
     def wait_until_due(self, run: Run) -> None:
-        """Wait for ``run.due_time`` on a timer (the run kept in memory when due soon)."""
+        """Wait for ``run.due_time`` (or its deadline, if sooner) on a timer (the run kept in
+        memory when due soon)."""
         due = run.due_time or self._clock.now_us()
+        if run.deadline_time is not None:
+            due = min(due, run.deadline_time)
         keep = due - self._clock.now_us() <= self._keep_us
         self._timers.add(("run", run.run_id), due, run if keep else None)
 
@@ -215,6 +218,9 @@ class RunDriver:
             if run.cancel_requested or run.run_id in self.cancel_requested:
                 await self.cancel(run)
                 return
+            if run.past_deadline(now := self._clock.now_us()):  # waiting or between steps
+                expire(run, now)
+                continue  # FAILED: the hook's path
             if run.due_time is not None and run.due_time > self._clock.now_us():
                 self.wait_until_due(run)
                 return
@@ -270,7 +276,10 @@ class RunDriver:
             self.in_call.add(run.run_id)
             try:
                 start = self._clock.now_us()
-                outcome = await self._dispatcher.run_step(run, attempt, run.retry_policy.attempt_timeout)
+                timeout = run.retry_policy.attempt_timeout
+                if run.deadline_time is not None:  # the call is abandoned at the deadline
+                    timeout = max(0.001, min(timeout, (run.deadline_time - start) / 1e6))
+                outcome = await self._dispatcher.run_step(run, attempt, timeout)
                 end = self._clock.now_us()
                 recorded = self._targets.record(target, run.run_id, step_call_result(outcome))
             finally:
@@ -279,6 +288,10 @@ class RunDriver:
                 if recorded is None:  # canceled or crashed: the call's probe slot must not leak
                     self._targets.abandon(target, run.run_id)
                 self._targets_changed()
+            if isinstance(outcome, StepErrored) and run.past_deadline(end):
+                decision: StepDecision = expire(run, end, outcome, start)
+                self._telemetry.attempted(span, run, outcome, decision.next, (end - start) / 1e6)
+                return decision.next, await self._hooks.start(run, decision.new_step)
             if recorded.park is not None and isinstance(outcome, StepErrored):
                 admission = recorded.park
                 park_after_failure(

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_ATTEMPT_TIMEOUT_SECONDS",
     "MAX_BACKOFF_SECONDS",
     "MAX_DURATION_SECONDS",
+    "MAX_EXECUTION_TIMEOUT_SECONDS",
     "MAX_RETRY_AFTER_SECONDS",
     "MAX_RETRY_AFTER_US",
     "MAX_SLEEP_SECONDS",
@@ -94,6 +95,8 @@ MAX_RETRY_AFTER_SECONDS = 86_400.0
 MAX_SLEEP_SECONDS = 365 * 86_400.0
 #: Longest duration any setting may hold (ten years): far from every representable limit.
 MAX_DURATION_SECONDS = 10 * 365 * 86_400.0
+#: Longest execution timeout of a run (3660 days: ten years of sleeps and backoffs fit).
+MAX_EXECUTION_TIMEOUT_SECONDS = 3660 * 86_400.0
 #: The range of ``google.protobuf.Timestamp`` (0001-01-01 to 9999-12-31), in epoch microseconds.
 MIN_TIME_US = -62_135_596_800 * 1_000_000
 MAX_TIME_US = (253_402_300_800 * 1_000_000) - 1

@@ -54,6 +54,7 @@ class FailureReason(enum.IntEnum):
     ATTEMPTS_EXHAUSTED = 1
     NON_RETRYABLE = 2
     HISTORY_MISMATCH = 3
+    DEADLINE_EXCEEDED = 4
 
 
 class HookState(enum.IntEnum):
@@ -146,10 +147,17 @@ class Run:
     park_time: int | None = None  # since when it is parked (kept across re-parks)
     park_target: str = ""  # the target it waits for
 
+    execution_timeout_us: int | None = None  # the run's bound from creation; None: no deadline
+    deadline_time: int | None = None  # create_time + execution_timeout_us
+
     @property
     def budget_attempt(self) -> int:
         """The number of the next attempt as the retry policy counts it (from the last park)."""
         return len(self.pending_attempts) - self.attempt_offset + 1
+
+    def past_deadline(self, now: int) -> bool:
+        """Tell whether the run's deadline has come (never without one)."""
+        return self.deadline_time is not None and now >= self.deadline_time
 
     @property
     def step_count(self) -> int:

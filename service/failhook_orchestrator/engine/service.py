@@ -56,6 +56,7 @@ class RunSpec:
     run_id: str = ""
     trace_context: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    execution_timeout_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,8 @@ class Engine:
             update_time=now,
             trace_context=spec.trace_context,
             labels=dict(spec.labels),
+            execution_timeout_us=spec.execution_timeout_us,
+            deadline_time=None if spec.execution_timeout_us is None else now + spec.execution_timeout_us,
         )
         stored, created = await self._create(run, may_exist=bool(spec.run_id))
         if created:
@@ -298,6 +301,8 @@ class Engine:
             origin=origin,
             parent_run_id=parent.run_id,
             labels=dict(parent.labels),
+            execution_timeout_us=parent.execution_timeout_us,
+            deadline_time=None if parent.execution_timeout_us is None else now + parent.execution_timeout_us,
             steps=[replace(step, attempts=list(step.attempts)) for step in parent.steps]
             if keep_steps
             else [],

@@ -41,12 +41,13 @@ _S = RunState
 #: failure path (the hook is being delivered) that always ends in DEAD_LETTERED. PARKED waits for
 #: its target (breaker open, target paused): it is left for RUNNING when the run is released (a
 #: released run whose probe fails parks again, PARKED -> PARKED) or for CANCELED. A run that
-#: wakes from a sleep while its target is parked parks straight from SLEEPING.
+#: wakes from a sleep while its target is parked parks straight from SLEEPING. A run past its
+#: deadline fails from wherever it waits (PENDING, SLEEPING, PARKED too).
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    _S.PENDING: frozenset({_S.RUNNING, _S.PARKED, _S.CANCELED}),
+    _S.PENDING: frozenset({_S.RUNNING, _S.FAILED, _S.PARKED, _S.CANCELED}),
     _S.RUNNING: frozenset({_S.RUNNING, _S.SLEEPING, _S.SUCCEEDED, _S.FAILED, _S.PARKED, _S.CANCELED}),
-    _S.SLEEPING: frozenset({_S.RUNNING, _S.PARKED, _S.CANCELED}),
-    _S.PARKED: frozenset({_S.RUNNING, _S.PARKED, _S.CANCELED}),
+    _S.SLEEPING: frozenset({_S.RUNNING, _S.FAILED, _S.PARKED, _S.CANCELED}),
+    _S.PARKED: frozenset({_S.RUNNING, _S.FAILED, _S.PARKED, _S.CANCELED}),
     _S.FAILED: frozenset({_S.DEAD_LETTERED}),
     _S.SUCCEEDED: frozenset(),
     _S.DEAD_LETTERED: frozenset(),

@@ -160,6 +160,8 @@ def run_values(run: Run) -> dict[str, Any]:
         "cancel_requested": run.cancel_requested,  # afterwards only request_cancel sets it
         "lease_epoch": run.lease_epoch,
         "labels": dict(run.labels),
+        "execution_timeout_us": run.execution_timeout_us,
+        "deadline_time": run.deadline_time,
         **run_progress_values(run),
     }
 
@@ -199,6 +201,8 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         park_time=row.get("park_time"),
         park_target=row.get("park_target", ""),
         labels=dict(row.get("labels") or {}),
+        execution_timeout_us=row.get("execution_timeout_us"),
+        deadline_time=row.get("deadline_time"),
     )
 
 

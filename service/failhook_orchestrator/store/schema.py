@@ -70,6 +70,8 @@ runs = Table(
     Column("park_time", BigInteger, nullable=True),
     Column("park_target", Text, nullable=False, server_default=""),
     Column("labels", JsonColumn, nullable=False, server_default="{}"),
+    Column("execution_timeout_us", BigInteger, nullable=True),
+    Column("deadline_time", BigInteger, nullable=True),
     Index(None, "create_time", "run_id"),
     Index(None, "workflow", "create_time", "run_id"),
     Index(None, "state", "lease_expires"),

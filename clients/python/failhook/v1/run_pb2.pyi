@@ -259,6 +259,12 @@ class _FailureReasonEnumTypeWrapper(enum_type_wrapper._EnumTypeWrapper[_FailureR
     run's recorded history (the workflow code changed under a running run), or an answer the
     protocol does not allow. Never retried.
     """
+    FAILURE_REASON_DEADLINE_EXCEEDED: _FailureReason.ValueType  # 4
+    """FAILURE_REASON_DEADLINE_EXCEEDED: the run was still unfinished at its deadline
+    (`WorkflowRun.deadline_time`), whatever it was doing: backing off, sleeping, parked, waiting
+    for a slot, or with a step call in flight (abandoned at the deadline; its attempt is recorded
+    with status DEADLINE_EXCEEDED).
+    """
 
 class FailureReason(_FailureReason, metaclass=_FailureReasonEnumTypeWrapper):
     """FailureReason tells why a run failed."""
@@ -275,6 +281,12 @@ FAILURE_REASON_HISTORY_MISMATCH: FailureReason.ValueType  # 3
 """FAILURE_REASON_HISTORY_MISMATCH: the endpoint reported a step whose name contradicts the
 run's recorded history (the workflow code changed under a running run), or an answer the
 protocol does not allow. Never retried.
+"""
+FAILURE_REASON_DEADLINE_EXCEEDED: FailureReason.ValueType  # 4
+"""FAILURE_REASON_DEADLINE_EXCEEDED: the run was still unfinished at its deadline
+(`WorkflowRun.deadline_time`), whatever it was doing: backing off, sleeping, parked, waiting
+for a slot, or with a step call in flight (abandoned at the deadline; its attempt is recorded
+with status DEADLINE_EXCEEDED).
 """
 
 @typing.final
@@ -772,6 +784,8 @@ class WorkflowRun(message.Message):
     PARK_TIME_FIELD_NUMBER: builtins.int
     PARK_TARGET_FIELD_NUMBER: builtins.int
     LABELS_FIELD_NUMBER: builtins.int
+    EXECUTION_TIMEOUT_FIELD_NUMBER: builtins.int
+    DEADLINE_TIME_FIELD_NUMBER: builtins.int
     run_id: builtins.str
     """run_id is the run's id: caller-chosen in StartRun, or a UUID the orchestrator made."""
     workflow: builtins.str
@@ -862,6 +876,19 @@ class WorkflowRun(message.Message):
         resumed run).
         """
 
+    @builtins.property
+    def execution_timeout(self) -> duration_pb2.Duration:
+        """execution_timeout is how long the run may take from its creation
+        (`StartRunRequest.execution_timeout`, or the server's default); unset: no deadline. A
+        restarted or resumed run gets the same timeout, counted from its own creation.
+        """
+
+    @builtins.property
+    def deadline_time(self) -> timestamp_pb2.Timestamp:
+        """deadline_time is when the run fails with FAILURE_REASON_DEADLINE_EXCEEDED if it has not
+        finished; unset when it has no deadline.
+        """
+
     def __init__(
         self,
         *,
@@ -893,9 +920,11 @@ class WorkflowRun(message.Message):
         park_time: timestamp_pb2.Timestamp | None = ...,
         park_target: builtins.str = ...,
         labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
+        execution_timeout: duration_pb2.Duration | None = ...,
+        deadline_time: timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "park_time", b"park_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "deadline_time", b"deadline_time", "execution_timeout", b"execution_timeout", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "park_time", b"park_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "endpoint", b"endpoint", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "labels", b"labels", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "deadline_time", b"deadline_time", "endpoint", b"endpoint", "execution_timeout", b"execution_timeout", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "labels", b"labels", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

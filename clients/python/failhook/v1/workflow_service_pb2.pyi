@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as abc
 from failhook.v1 import run_pb2 as run_pb2
 from google.protobuf import descriptor as descriptor
+from google.protobuf import duration_pb2 as duration_pb2
 from google.protobuf import message as message
 from google.protobuf import timestamp_pb2 as timestamp_pb2
 from google.protobuf.internal import containers as containers
@@ -74,6 +75,7 @@ class StartRunRequest(message.Message):
     RETRY_POLICY_FIELD_NUMBER: builtins.int
     RUN_ID_FIELD_NUMBER: builtins.int
     LABELS_FIELD_NUMBER: builtins.int
+    EXECUTION_TIMEOUT_FIELD_NUMBER: builtins.int
     workflow: builtins.str
     """workflow is the workflow's name. Required: 1 to 128 characters of letters, digits and
     `._:/-`, starting with a letter or digit.
@@ -116,6 +118,14 @@ class StartRunRequest(message.Message):
         with a letter or digit, values of at most 256 printable ASCII characters.
         """
 
+    @builtins.property
+    def execution_timeout(self) -> duration_pb2.Duration:
+        """execution_timeout bounds the whole run, counted from its creation: a run still unfinished
+        then fails with FAILURE_REASON_DEADLINE_EXCEEDED (its failure hook is called and it enters
+        the DLQ), whatever it is doing. Optional: unset takes the server's default (none unless
+        configured); set, it must be more than 0 and at most 3660 days (INVALID_ARGUMENT otherwise).
+        """
+
     def __init__(
         self,
         *,
@@ -127,10 +137,11 @@ class StartRunRequest(message.Message):
         retry_policy: run_pb2.RetryPolicy | None = ...,
         run_id: builtins.str = ...,
         labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
+        execution_timeout: duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = typing.Literal["retry_policy", b"retry_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = typing.Literal["execution_timeout", b"execution_timeout", "retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["endpoint", b"endpoint", "failure_hook", b"failure_hook", "headers", b"headers", "labels", b"labels", "payload", b"payload", "retry_policy", b"retry_policy", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["endpoint", b"endpoint", "execution_timeout", b"execution_timeout", "failure_hook", b"failure_hook", "headers", b"headers", "labels", b"labels", "payload", b"payload", "retry_policy", b"retry_policy", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
