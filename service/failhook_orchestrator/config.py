@@ -31,6 +31,7 @@ from .engine import limits
 from .engine.breaker import BreakerSettingsError
 from .engine.policy import DEFAULT_HOOK_POLICY, DEFAULT_STEP_POLICY, RetryPolicy
 from .engine.runtime import RuntimeSettings
+from .flow_control_config import LIMIT_KEYS, FlowControlConfig, FlowControlConfigError, parse_flow_control
 from .security.authz import RoleMap
 from .store.database import DEFAULT_POOL_SIZE
 from .store.dialect import SqliteSynchronous
@@ -412,7 +413,7 @@ def _roles(data: Any, source: str) -> dict[str, tuple[str, ...]]:
 def _targets(data: Any, source: str) -> dict[str, TargetOverride]:
     if not isinstance(data, dict):
         raise ConfigError(f'{source}targets: must be tables [targets."host:port"]')
-    known = {f.name for f in fields(TargetOverride)} | {"breaker"}
+    known = {f.name for f in fields(TargetOverride)} | {"breaker", *LIMIT_KEYS}
     targets: dict[str, TargetOverride] = {}
     for target, override in data.items():
         where = f"targets.{target!r}"
@@ -421,14 +422,14 @@ def _targets(data: Any, source: str) -> dict[str, TargetOverride]:
         if unknown := sorted(set(override) - known):
             raise ConfigError(f"{source}unknown setting {where + '.' + unknown[0]} (known: {sorted(known)})")
         for key, value in override.items():
-            if key != "breaker" and (not isinstance(value, str) or not value):
+            if key not in ("breaker", *LIMIT_KEYS) and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{source}{where}.{key}: {value!r} is not a non-empty string")
         ca = override.get("ca")
         targets[target] = TargetOverride(server_name=override.get("server_name"), ca=Path(ca) if ca else None)
     return targets
 
 
-_TABLES = ("step_policy", "hook_policy", "roles", "targets", "breaker")
+_TABLES = ("step_policy", "hook_policy", "roles", "targets", "breaker", "flow_control")
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -465,11 +466,14 @@ def _build(values: Mapping[str, Any], tables: Mapping[str, Any], source: str = "
         setting = _SETTINGS[flat]
         (sections[setting.section] if setting.section else top)[setting.key] = value
     hook_policy = _policy("hook_policy", tables.get("hook_policy", {}), DEFAULT_HOOK_POLICY, source)
+    flow = _flow_control(tables, source)
     return Settings(
         **top,
         database=DatabaseSettings(**sections["database"]),
         tls=TlsSettings(**sections["tls"]),
-        runtime=RuntimeSettings(**sections["runtime"], hook_policy=hook_policy),
+        runtime=RuntimeSettings(
+            **sections["runtime"], hook_policy=hook_policy, flow_targets=flow.targets, flow_keys=flow.keys
+        ),
         api=ApiSettings(**sections["api"]),
         dlq=DlqSettings(**sections["dlq"]),
         log=LogSettings(**sections["log"]),
@@ -478,6 +482,14 @@ def _build(values: Mapping[str, Any], tables: Mapping[str, Any], source: str = "
         targets=_targets(tables.get("targets", {}), source),
         breaker=_breaker(tables, source),
     )
+
+
+def _flow_control(tables: Mapping[str, Any], source: str) -> FlowControlConfig:
+    """``[targets."host:port"]`` limits and ``[flow_control."name"]`` (``flow_control_config.py``)."""
+    try:
+        return parse_flow_control(tables)
+    except FlowControlConfigError as exc:
+        raise ConfigError(f"{source}{exc}") from None
 
 
 def _breaker(tables: Mapping[str, Any], source: str) -> BreakerConfig:
@@ -540,6 +552,9 @@ def replace_settings(settings: Settings, **values: Any) -> Settings:
             changed = replace(changed, step_policy=limits.check_policy(value))
         elif flat == "hook_policy":
             runtime = replace(changed.runtime, hook_policy=limits.check_policy(value))
+            changed = replace(changed, runtime=runtime)
+        elif flat == "flow_control":  # a FlowControlConfig: the runtime's limits
+            runtime = replace(changed.runtime, flow_targets=value.targets, flow_keys=value.keys)
             changed = replace(changed, runtime=runtime)
         elif flat in ("roles", "targets", "breaker"):  # breaker: a breaker_config.BreakerConfig
             changed = replace(changed, **{flat: value})

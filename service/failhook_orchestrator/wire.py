@@ -210,6 +210,8 @@ def run_to_proto(
         dead_letter_id=run.dead_letter_id,
         step_count=run.step_count,
         labels=run.labels,
+        flow_control_key=run.flow_control_key,
+        waiting_on=run.waiting_on,
     )
     if reading.details:
         msg.payload = run.payload

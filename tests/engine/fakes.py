@@ -175,6 +175,9 @@ class FakeStore:
                 self.hook_leases[dead_letter_id] = (owner, now + lease_us)
         return len(mine)
 
+    async def count_live_owners(self, now: int) -> int:
+        return len({holder for holder, until in self.leases.values() if until > now})
+
     async def cancel_requests(self, owner: str) -> list[str]:
         return [
             r

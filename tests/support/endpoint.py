@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class Recorder:
     hook_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     hook_delay: float = 0.0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: int = 0  # RunStep calls being served now
+    max_in_flight: int = 0  # the most seen at once
+    call_times: list[float] = field(default_factory=list)  # time.monotonic() of each RunStep call
 
     async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until ``condition()`` holds, woken by every call the endpoint or the hook gets."""
@@ -61,6 +65,17 @@ class ScriptedEndpoint(workflow_endpoint_pb2_grpc.WorkflowEndpointServicer):
         self.rec = recorder
 
     async def RunStep(
+        self, request: workflow_endpoint_pb2.RunStepRequest, context: Context
+    ) -> workflow_endpoint_pb2.RunStepResponse:
+        self.rec.call_times.append(time.monotonic())
+        self.rec.in_flight += 1
+        self.rec.max_in_flight = max(self.rec.max_in_flight, self.rec.in_flight)
+        try:
+            return await self._run_step(request, context)
+        finally:
+            self.rec.in_flight -= 1
+
+    async def _run_step(
         self, request: workflow_endpoint_pb2.RunStepRequest, context: Context
     ) -> workflow_endpoint_pb2.RunStepResponse:
         script = json.loads(request.context.request_payload or b"{}")

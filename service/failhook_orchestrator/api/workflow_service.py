@@ -63,6 +63,9 @@ class WorkflowServicer(pb_grpc.WorkflowServiceServicer):
             execution_timeout_us=execution_timeout_us("execution_timeout", request.execution_timeout)
             if request.HasField("execution_timeout")
             else self._shared.default_execution_timeout_us,
+            flow_control_key=validate_workflow("flow_control_key", request.flow_control_key)
+            if request.flow_control_key
+            else "",
             trace_context=current_traceparent(),  # StartRun's server span starts the run's trace
         )
         run, deduplicated = await self._engine.start_run(spec)

@@ -29,6 +29,7 @@ from failhook_orchestrator.telemetry import Metrics, run_context
 
 from .clock import Clock
 from .decisions import Next, StepDecision, apply_outcome, expire, park, park_after_failure, unpark
+from .flow_control import FlowController
 from .hooks import HookDelivery, TimerKey
 from .model import Run
 from .outcomes import StepErrored, StepOutcome
@@ -64,6 +65,7 @@ class RunDriver:
         spawn: Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]],
         targets: TargetRegistry,
         on_targets_changed: Callable[[], None],
+        flow: FlowController | None = None,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -76,6 +78,7 @@ class RunDriver:
         self._keep_us = int(keep_in_memory_seconds * 1_000_000)
         self._spawn = spawn
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._flow = flow or FlowController(clock)
         self._rng = random.Random()
         self.active: dict[str, asyncio.Task[None]] = {}  # run id -> its driver task
         self.in_call: set[str] = set()  # runs whose step call is in flight
@@ -242,7 +245,28 @@ class RunDriver:
             return
 
     async def _step(self, run: Run) -> tuple[Next, bool]:
-        """One step attempt: admit, call, decide, persist. Returns the decision and whether the write held."""
+        """One step attempt: wait for a flow-control permit, admit, call, decide, persist.
+
+        Returns the decision and whether the write held. No attempt is used while the run waits
+        for its permit; a deadline that comes meanwhile fails the run.
+        """
+        try:
+            async with asyncio.timeout(
+                None
+                if run.deadline_time is None
+                else max(0.0, (run.deadline_time - self._clock.now_us()) / 1e6)
+            ):
+                permit = await self._flow.acquire(run.run_id, run.endpoint, run.flow_control_key)
+        except TimeoutError:
+            decision = expire(run, self._clock.now_us())
+            return decision.next, await self._hooks.start(run)
+        try:
+            return await self._admitted_step(run)
+        finally:
+            permit.release()
+
+    async def _admitted_step(self, run: Run) -> tuple[Next, bool]:
+        """Admit the call at the target's breaker (or park the run), then make it."""
         target = run.endpoint
         await self._slots.acquire()
         try:

@@ -29,6 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 from failhook_orchestrator.telemetry import Metrics, run_context
 
 from .clock import Clock
+from .flow_control import FlowController
 from .leases import LeaseKeeper
 from .limits import clean_text, code_name
 from .model import DeadLetterRecord, HookAttempt, HookOutcome, HookState, Run, StepRecord
@@ -70,6 +71,7 @@ class HookDelivery:
         metrics: Metrics,
         targets: TargetRegistry,
         on_targets_changed: Callable[[], None],
+        flow: FlowController | None = None,
     ) -> None:
         self._store = store
         self._dispatcher = dispatcher
@@ -82,6 +84,7 @@ class HookDelivery:
         self._targets = targets
         self._targets_changed = on_targets_changed
         self.parked: dict[str, DeadLetterRecord] = {}  # dead letter id -> its parked delivery
+        self._flow = flow or FlowController(clock)
 
     async def start(self, run: Run, new_step: StepRecord | None = None) -> bool:
         """Store a FAILED run with its DLQ entry (hook PENDING, due now) and arm the first attempt.
@@ -161,12 +164,16 @@ class HookDelivery:
         number = hook.attempts + 1
         recorded: Recorded | None = None
         with self._telemetry.attempt_span(record, number) as span:
+            permit = await self._flow.acquire(
+                f"hook:{record.dead_letter_id}", run.hook_target, run.flow_control_key
+            )
             try:
                 started = self._clock.now_us()
                 result = await self._dispatcher.call_hook(record, number, self._policy.attempt_timeout)
                 ended = self._clock.now_us()
                 recorded = self._targets.record(target, key, hook_call_result(result))
             finally:
+                permit.release()
                 if recorded is None:
                     self._targets.abandon(target, key)
                 self._targets_changed()

@@ -47,7 +47,7 @@ class LeaseKeeper:
         self._metrics = metrics
         self.owner = owner or f"{socket.gethostname()}/{uuid.uuid4().hex[:12]}"
         self.lease_us = int(lease_seconds * 1_000_000)
-        self._heartbeat_us = int(heartbeat_seconds * 1_000_000)
+        self.heartbeat_us = self._heartbeat_us = int(heartbeat_seconds * 1_000_000)
         self._claim_us = int(claim_interval_seconds * 1_000_000)
         self.stopping = asyncio.Event()
 

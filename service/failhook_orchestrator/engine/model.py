@@ -149,6 +149,8 @@ class Run:
 
     execution_timeout_us: int | None = None  # the run's bound from creation; None: no deadline
     deadline_time: int | None = None  # create_time + execution_timeout_us
+    flow_control_key: str = ""  # the run's flow-control limits (config), copied to child runs
+    waiting_on: str = ""  # not stored: which flow-control limit it waits for, on this replica
 
     @property
     def budget_attempt(self) -> int:

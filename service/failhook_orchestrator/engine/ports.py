@@ -102,6 +102,9 @@ class RunStore(Protocol):
     async def renew_leases(self, owner: str, lease_us: int, now: int) -> int:
         """Extend every lease ``owner`` holds; return how many."""
 
+    async def count_live_owners(self, now: int) -> int:
+        """How many distinct owners hold a run lease that has not expired at ``now``."""
+
     async def cancel_requests(self, owner: str) -> list[str]:
         """The runs leased to ``owner`` whose cancel was asked for (on any replica)."""
 

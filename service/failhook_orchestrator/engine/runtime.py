@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from failhook_orchestrator.telemetry import Metrics
@@ -21,6 +21,7 @@ from failhook_orchestrator.telemetry.targets import TargetTelemetry
 
 from .clock import Clock, SystemClock
 from .driver import RunDriver
+from .flow_control import FlowController, FlowLimits
 from .hooks import HOOK_KEY_PREFIX, HookDelivery, TimerKey
 from .leases import LeaseKeeper
 from .limits import DEFAULT_MAX_STEP_OUTPUT_BYTES
@@ -50,6 +51,8 @@ class RuntimeSettings:
         owner: This process's lease owner id (generated when empty).
         max_step_output_bytes: Largest output of a step (or a run); past it the run fails.
         keep_in_memory_seconds: A waiting run due within this time stays in memory (no reload).
+        flow_targets: Flow-control limits by target (steps and hooks called there).
+        flow_keys: Flow-control limits by flow-control key.
     """
 
     max_concurrent_dispatches: int = 256
@@ -60,6 +63,8 @@ class RuntimeSettings:
     owner: str = ""
     max_step_output_bytes: int = DEFAULT_MAX_STEP_OUTPUT_BYTES
     keep_in_memory_seconds: float = 60.0
+    flow_targets: Mapping[str, FlowLimits] = field(default_factory=dict)
+    flow_keys: Mapping[str, FlowLimits] = field(default_factory=dict)
 
 
 #: The release loop wakes at most this often (the registry's times are exact; this bounds a spin).
@@ -87,6 +92,7 @@ class Runtime:
         self.targets = targets if targets is not None else TargetRegistry(clock=self.clock.now_us)
         self.target_telemetry = TargetTelemetry(self.targets)
         self._targets_changed = asyncio.Event()
+        self.flow = FlowController(self.clock, targets=settings.flow_targets, keys=settings.flow_keys)
         self.leases = LeaseKeeper(
             store,
             self.clock,
@@ -106,6 +112,7 @@ class Runtime:
             metrics=self.metrics,
             targets=self.targets,
             on_targets_changed=self.targets_changed,
+            flow=self.flow,
         )
         self.driver = RunDriver(
             store,
@@ -120,6 +127,7 @@ class Runtime:
             spawn=self._spawn,
             targets=self.targets,
             on_targets_changed=self.targets_changed,
+            flow=self.flow,
         )
         self._hook_tasks: dict[str, asyncio.Task[None]] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -162,6 +170,8 @@ class Runtime:
             ),
             self._supervised(self._release_loop(), "failhook-release"),
         ]
+        if self.flow.enabled:
+            self._background.append(self._supervised(self._count_replicas(), "failhook-flow-replicas"))
 
     async def stop(self, grace: float) -> None:
         """Stop: let in-flight steps finish within ``grace`` seconds, then release the leases."""
@@ -250,6 +260,16 @@ class Runtime:
             if due is not None:
                 due = max(due, self.clock.now_us() + _RELEASE_TICK_US)
             await self.clock.sleep_until(due, self._targets_changed)
+
+    async def _count_replicas(self) -> None:
+        """Keep the flow controller's replica count (each replica's share of a limit) current."""
+        while not self.leases.stopping.is_set():
+            try:
+                self.flow.replicas = max(1, await self._store.count_live_owners(self.clock.now_us()))
+            except Exception:
+                log.exception("counting the live replicas failed")
+                self.metrics.loop_errors.add(1, {"loop": "failhook-flow-replicas"})
+            await self.clock.sleep_until(self.clock.now_us() + self.leases.heartbeat_us, self.leases.stopping)
 
     async def _fire(self, key: TimerKey, item: object) -> None:
         kind, ident = key

@@ -57,6 +57,7 @@ class RunSpec:
     trace_context: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     execution_timeout_us: int | None = None
+    flow_control_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class Engine:
             trace_context=spec.trace_context,
             labels=dict(spec.labels),
             execution_timeout_us=spec.execution_timeout_us,
+            flow_control_key=spec.flow_control_key,
             deadline_time=None if spec.execution_timeout_us is None else now + spec.execution_timeout_us,
         )
         stored, created = await self._create(run, may_exist=bool(spec.run_id))
@@ -122,6 +124,7 @@ class Engine:
         run = await self._store.get_run(run_id)
         if run is None:
             raise NotFoundError(f"run {run_id!r} not found", field="run_id")
+        run.waiting_on = self._runtime.flow.waiting_on(run_id)
         return run
 
     async def list_runs(self, query: RunQuery, *, include_details: bool = True) -> RunPage:
@@ -302,6 +305,7 @@ class Engine:
             parent_run_id=parent.run_id,
             labels=dict(parent.labels),
             execution_timeout_us=parent.execution_timeout_us,
+            flow_control_key=parent.flow_control_key,
             deadline_time=None if parent.execution_timeout_us is None else now + parent.execution_timeout_us,
             steps=[replace(step, attempts=list(step.attempts)) for step in parent.steps]
             if keep_steps

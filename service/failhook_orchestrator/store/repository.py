@@ -251,6 +251,11 @@ class SqlRunStore:
         result: int = await self._writer.submit(Write(fn=renew))
         return result
 
+    async def count_live_owners(self, now: int) -> int:
+        stmt = select(func.count(runs.c.lease_owner.distinct())).where(runs.c.lease_expires > now)
+        async with self._read() as conn:
+            return int((await conn.execute(stmt)).scalar_one())
+
     async def cancel_requests(self, owner: str) -> list[str]:
         """The runs leased to ``owner`` whose cancel was asked for (on any replica)."""
         stmt = select(runs.c.run_id).where(

@@ -162,6 +162,7 @@ def run_values(run: Run) -> dict[str, Any]:
         "labels": dict(run.labels),
         "execution_timeout_us": run.execution_timeout_us,
         "deadline_time": run.deadline_time,
+        "flow_control_key": run.flow_control_key,
         **run_progress_values(run),
     }
 
@@ -203,6 +204,7 @@ def run_from_row(row: Mapping[Any, Any], steps: Sequence[StepRecord] | None = No
         labels=dict(row.get("labels") or {}),
         execution_timeout_us=row.get("execution_timeout_us"),
         deadline_time=row.get("deadline_time"),
+        flow_control_key=row.get("flow_control_key") or "",
     )
 
 

@@ -72,6 +72,7 @@ runs = Table(
     Column("labels", JsonColumn, nullable=False, server_default="{}"),
     Column("execution_timeout_us", BigInteger, nullable=True),
     Column("deadline_time", BigInteger, nullable=True),
+    Column("flow_control_key", String(128), nullable=False, server_default=""),
     Index(None, "create_time", "run_id"),
     Index(None, "workflow", "create_time", "run_id"),
     Index(None, "state", "lease_expires"),

@@ -786,6 +786,8 @@ class WorkflowRun(message.Message):
     LABELS_FIELD_NUMBER: builtins.int
     EXECUTION_TIMEOUT_FIELD_NUMBER: builtins.int
     DEADLINE_TIME_FIELD_NUMBER: builtins.int
+    FLOW_CONTROL_KEY_FIELD_NUMBER: builtins.int
+    WAITING_ON_FIELD_NUMBER: builtins.int
     run_id: builtins.str
     """run_id is the run's id: caller-chosen in StartRun, or a UUID the orchestrator made."""
     workflow: builtins.str
@@ -823,6 +825,15 @@ class WorkflowRun(message.Message):
     park_target: builtins.str
     """park_target is the gRPC target the parked run waits for (its endpoint, or its failure
     hook's target); set when the state is RUN_STATE_PARKED.
+    """
+    flow_control_key: builtins.str
+    """flow_control_key is the run's flow-control key (`StartRunRequest.flow_control_key`), copied
+    to restarted and resumed runs.
+    """
+    waiting_on: builtins.str
+    """waiting_on says which flow-control limit the run waits for before its next call (for
+    example `target payments:50052 (max_in_flight 20)`), as seen by the orchestrator that
+    drives it; empty when it waits for none.
     """
     @builtins.property
     def headers(self) -> containers.ScalarMap[builtins.str, builtins.str]:
@@ -922,9 +933,11 @@ class WorkflowRun(message.Message):
         labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
         execution_timeout: duration_pb2.Duration | None = ...,
         deadline_time: timestamp_pb2.Timestamp | None = ...,
+        flow_control_key: builtins.str = ...,
+        waiting_on: builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["create_time", b"create_time", "deadline_time", b"deadline_time", "execution_timeout", b"execution_timeout", "failure", b"failure", "finish_time", b"finish_time", "next_attempt_time", b"next_attempt_time", "park_time", b"park_time", "retry_policy", b"retry_policy", "update_time", b"update_time", "wake_time", b"wake_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "deadline_time", b"deadline_time", "endpoint", b"endpoint", "execution_timeout", b"execution_timeout", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "headers", b"headers", "labels", b"labels", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["cancel_requested", b"cancel_requested", "create_time", b"create_time", "dead_letter_id", b"dead_letter_id", "deadline_time", b"deadline_time", "endpoint", b"endpoint", "execution_timeout", b"execution_timeout", "failure", b"failure", "failure_hook", b"failure_hook", "finish_time", b"finish_time", "flow_control_key", b"flow_control_key", "headers", b"headers", "labels", b"labels", "next_attempt_time", b"next_attempt_time", "origin", b"origin", "output", b"output", "parent_run_id", b"parent_run_id", "park_detail", b"park_detail", "park_reason", b"park_reason", "park_target", b"park_target", "park_time", b"park_time", "payload", b"payload", "pending_attempts", b"pending_attempts", "retry_policy", b"retry_policy", "run_id", b"run_id", "state", b"state", "step_count", b"step_count", "steps", b"steps", "trace_id", b"trace_id", "update_time", b"update_time", "waiting_on", b"waiting_on", "wake_time", b"wake_time", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...

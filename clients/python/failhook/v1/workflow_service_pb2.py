@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"failhook/v1/workflow_service.proto\x12\x0b\x66\x61ilhook.v1\x1a\x15\x66\x61ilhook/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x03\n\x0fStartRunRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x61ilure_hook\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12:\n\x07headers\x18\x05 \x03(\x0b\x32).failhook.v1.StartRunRequest.HeadersEntry\x12.\n\x0cretry_policy\x18\x06 \x01(\x0b\x32\x18.failhook.v1.RetryPolicy\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12\x38\n\x06labels\x18\x08 \x03(\x0b\x32(.failhook.v1.StartRunRequest.LabelsEntry\x12\x34\n\x11\x65xecution_timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10StartRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"7\n\x0eGetRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\"\xec\x02\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x03(\t\x12$\n\x05state\x18\x04 \x03(\x0e\x32\x15.failhook.v1.RunState\x12\x35\n\x11\x63reate_time_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04view\x18\x07 \x01(\x0e\x32\x14.failhook.v1.RunView\x12\x38\n\x06labels\x18\x08 \x03(\x0b\x32(.failhook.v1.ListRunsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x10ListRunsResponse\x12&\n\x04runs\x18\x01 \x03(\x0b\x32\x18.failhook.v1.WorkflowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\":\n\x11\x43\x61ncelRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun2\xc1\x02\n\x0fWorkflowService\x12G\n\x08StartRun\x12\x1c.failhook.v1.StartRunRequest\x1a\x1d.failhook.v1.StartRunResponse\x12\x46\n\x06GetRun\x12\x1a.failhook.v1.GetRunRequest\x1a\x1b.failhook.v1.GetRunResponse\"\x03\x90\x02\x01\x12L\n\x08ListRuns\x12\x1c.failhook.v1.ListRunsRequest\x1a\x1d.failhook.v1.ListRunsResponse\"\x03\x90\x02\x01\x12O\n\tCancelRun\x12\x1d.failhook.v1.CancelRunRequest\x1a\x1e.failhook.v1.CancelRunResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"failhook/v1/workflow_service.proto\x12\x0b\x66\x61ilhook.v1\x1a\x15\x66\x61ilhook/v1/run.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x03\n\x0fStartRunRequest\x12\x10\n\x08workflow\x18\x01 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x02 \x01(\t\x12\x14\n\x0c\x66\x61ilure_hook\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12:\n\x07headers\x18\x05 \x03(\x0b\x32).failhook.v1.StartRunRequest.HeadersEntry\x12.\n\x0cretry_policy\x18\x06 \x01(\x0b\x32\x18.failhook.v1.RetryPolicy\x12\x0e\n\x06run_id\x18\x07 \x01(\t\x12\x38\n\x06labels\x18\x08 \x03(\x0b\x32(.failhook.v1.StartRunRequest.LabelsEntry\x12\x34\n\x11\x65xecution_timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10\x66low_control_key\x18\n \x01(\t\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x10StartRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x02 \x01(\x08\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"7\n\x0eGetRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun\"\xec\x02\n\x0fListRunsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08workflow\x18\x03 \x03(\t\x12$\n\x05state\x18\x04 \x03(\x0e\x32\x15.failhook.v1.RunState\x12\x35\n\x11\x63reate_time_after\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x36\n\x12\x63reate_time_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x04view\x18\x07 \x01(\x0e\x32\x14.failhook.v1.RunView\x12\x38\n\x06labels\x18\x08 \x03(\x0b\x32(.failhook.v1.ListRunsRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x10ListRunsResponse\x12&\n\x04runs\x18\x01 \x03(\x0b\x32\x18.failhook.v1.WorkflowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\":\n\x11\x43\x61ncelRunResponse\x12%\n\x03run\x18\x01 \x01(\x0b\x32\x18.failhook.v1.WorkflowRun2\xc1\x02\n\x0fWorkflowService\x12G\n\x08StartRun\x12\x1c.failhook.v1.StartRunRequest\x1a\x1d.failhook.v1.StartRunResponse\x12\x46\n\x06GetRun\x12\x1a.failhook.v1.GetRunRequest\x1a\x1b.failhook.v1.GetRunResponse\"\x03\x90\x02\x01\x12L\n\x08ListRuns\x12\x1c.failhook.v1.ListRunsRequest\x1a\x1d.failhook.v1.ListRunsResponse\"\x03\x90\x02\x01\x12O\n\tCancelRun\x12\x1d.failhook.v1.CancelRunRequest\x1a\x1e.failhook.v1.CancelRunResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,27 +47,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKFLOWSERVICE'].methods_by_name['CancelRun']._loaded_options = None
   _globals['_WORKFLOWSERVICE'].methods_by_name['CancelRun']._serialized_options = b'\220\002\002'
   _globals['_STARTRUNREQUEST']._serialized_start=140
-  _globals['_STARTRUNREQUEST']._serialized_end=563
-  _globals['_STARTRUNREQUEST_HEADERSENTRY']._serialized_start=470
-  _globals['_STARTRUNREQUEST_HEADERSENTRY']._serialized_end=516
-  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_start=518
-  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_end=563
-  _globals['_STARTRUNRESPONSE']._serialized_start=565
-  _globals['_STARTRUNRESPONSE']._serialized_end=644
-  _globals['_GETRUNREQUEST']._serialized_start=646
-  _globals['_GETRUNREQUEST']._serialized_end=677
-  _globals['_GETRUNRESPONSE']._serialized_start=679
-  _globals['_GETRUNRESPONSE']._serialized_end=734
-  _globals['_LISTRUNSREQUEST']._serialized_start=737
-  _globals['_LISTRUNSREQUEST']._serialized_end=1101
-  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=518
-  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=563
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1103
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1186
-  _globals['_CANCELRUNREQUEST']._serialized_start=1188
-  _globals['_CANCELRUNREQUEST']._serialized_end=1222
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1224
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1282
-  _globals['_WORKFLOWSERVICE']._serialized_start=1285
-  _globals['_WORKFLOWSERVICE']._serialized_end=1606
+  _globals['_STARTRUNREQUEST']._serialized_end=589
+  _globals['_STARTRUNREQUEST_HEADERSENTRY']._serialized_start=496
+  _globals['_STARTRUNREQUEST_HEADERSENTRY']._serialized_end=542
+  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_start=544
+  _globals['_STARTRUNREQUEST_LABELSENTRY']._serialized_end=589
+  _globals['_STARTRUNRESPONSE']._serialized_start=591
+  _globals['_STARTRUNRESPONSE']._serialized_end=670
+  _globals['_GETRUNREQUEST']._serialized_start=672
+  _globals['_GETRUNREQUEST']._serialized_end=703
+  _globals['_GETRUNRESPONSE']._serialized_start=705
+  _globals['_GETRUNRESPONSE']._serialized_end=760
+  _globals['_LISTRUNSREQUEST']._serialized_start=763
+  _globals['_LISTRUNSREQUEST']._serialized_end=1127
+  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_start=544
+  _globals['_LISTRUNSREQUEST_LABELSENTRY']._serialized_end=589
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1129
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1212
+  _globals['_CANCELRUNREQUEST']._serialized_start=1214
+  _globals['_CANCELRUNREQUEST']._serialized_end=1248
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1250
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1308
+  _globals['_WORKFLOWSERVICE']._serialized_start=1311
+  _globals['_WORKFLOWSERVICE']._serialized_end=1632
 # @@protoc_insertion_point(module_scope)

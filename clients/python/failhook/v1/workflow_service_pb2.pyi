@@ -76,6 +76,7 @@ class StartRunRequest(message.Message):
     RUN_ID_FIELD_NUMBER: builtins.int
     LABELS_FIELD_NUMBER: builtins.int
     EXECUTION_TIMEOUT_FIELD_NUMBER: builtins.int
+    FLOW_CONTROL_KEY_FIELD_NUMBER: builtins.int
     workflow: builtins.str
     """workflow is the workflow's name. Required: 1 to 128 characters of letters, digits and
     `._:/-`, starting with a letter or digit.
@@ -95,6 +96,13 @@ class StartRunRequest(message.Message):
     run_id: builtins.str
     """run_id is an optional caller-chosen id (1 to 128 characters of letters, digits and `._:-`).
     A second StartRun with the same id never creates a second run (see StartRun).
+    """
+    flow_control_key: builtins.str
+    """flow_control_key puts the run under the limits configured for this key in the
+    orchestrator's config file (`[flow_control."<key>"]`: calls in flight at once and calls per
+    second, over every run with the key); a key with no configured limits is allowed and
+    unlimited. Optional; 1 to 128 characters of letters, digits and `._:/-`, starting with a
+    letter or digit. A run waiting for a slot is not failed and uses no attempt.
     """
     @builtins.property
     def headers(self) -> containers.ScalarMap[builtins.str, builtins.str]:
@@ -138,10 +146,11 @@ class StartRunRequest(message.Message):
         run_id: builtins.str = ...,
         labels: abc.Mapping[builtins.str, builtins.str] | None = ...,
         execution_timeout: duration_pb2.Duration | None = ...,
+        flow_control_key: builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["execution_timeout", b"execution_timeout", "retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["endpoint", b"endpoint", "execution_timeout", b"execution_timeout", "failure_hook", b"failure_hook", "headers", b"headers", "labels", b"labels", "payload", b"payload", "retry_policy", b"retry_policy", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["endpoint", b"endpoint", "execution_timeout", b"execution_timeout", "failure_hook", b"failure_hook", "flow_control_key", b"flow_control_key", "headers", b"headers", "labels", b"labels", "payload", b"payload", "retry_policy", b"retry_policy", "run_id", b"run_id", "workflow", b"workflow"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
