@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from failhook_orchestrator.engine.flow_control import FlowController, FlowLimits
+from failhook_orchestrator.engine.target_control import LocalTargetControl
+from failhook_orchestrator.engine.targets import TargetRegistry
 from tests.engine.fakes import FakeClock, settle
 
 SECOND = 1_000_000
@@ -63,3 +65,21 @@ async def test_unlimited_scopes_wait_for_nothing() -> None:
     for permit in permits:
         permit.release()
     assert not FlowController(FakeClock()).enabled
+
+
+async def test_the_targets_view_shows_the_runs_queued_for_a_slot() -> None:
+    clock = FakeClock()
+    flow = FlowController(clock, targets={"t:1": FlowLimits(max_in_flight=1)})
+    registry = TargetRegistry(clock=clock.now_us)
+    registry.admit("t:1", "a")  # the registry knows the targets that runs call
+    control = LocalTargetControl(registry, flow)
+    held = await flow.acquire("a", "t:1")
+    waiters = [asyncio.ensure_future(flow.acquire(f"r{i}", "t:1")) for i in range(3)]
+    await settle()
+    assert [s.flow_queued for s in await control.list_targets()] == [3]
+    assert (await control.get_target("t:1")).flow_queued == 3
+    for waiter in waiters:
+        waiter.cancel()
+    await settle()
+    held.release()
+    assert (await control.get_target("t:1")).flow_queued == 0

@@ -51,6 +51,7 @@ def target_to_proto(s: TargetSnapshot) -> pb.Target:
         release_rate=s.release_rate or 0.0,
         breaker_enabled=s.enabled,
         last_seen_time=wire.micros_to_timestamp(s.last_seen),
+        flow_queued_runs=s.flow_queued,
     )
     if s.last_error_time is not None:
         name = code_name(s.last_status_code)

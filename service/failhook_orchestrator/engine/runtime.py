@@ -223,7 +223,7 @@ class Runtime:
 
     def target_control(self) -> TargetControl:
         """The operators' port to the targets (TargetService); a pause or resume wakes the release."""
-        return _WakingTargetControl(self.targets, self.targets_changed)
+        return _WakingTargetControl(self.targets, self.targets_changed, self.flow)
 
     def targets_changed(self) -> None:
         """Log the registry's state changes and wake the release loop (its next time may be sooner)."""
@@ -320,8 +320,10 @@ class Runtime:
 class _WakingTargetControl(LocalTargetControl):
     """The local target control, waking the release loop after a pause or a resume."""
 
-    def __init__(self, registry: TargetRegistry, changed: Callable[[], None]) -> None:
-        super().__init__(registry)
+    def __init__(
+        self, registry: TargetRegistry, changed: Callable[[], None], flow: FlowController | None = None
+    ) -> None:
+        super().__init__(registry, flow)
         self._changed = changed
 
     async def pause_target(self, target: str, *, by: str, reason: str, until: int | None) -> TargetSnapshot:

@@ -7,9 +7,11 @@ every replica and kept across restarts) can replace it without touching the serv
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Protocol
 
 from .errors import NotFoundError
+from .flow_control import FlowController
 from .targets import TargetRegistry, TargetSnapshot
 
 __all__ = ["LocalTargetControl", "TargetControl"]
@@ -34,19 +36,26 @@ class TargetControl(Protocol):
 class LocalTargetControl:
     """:class:`TargetControl` over this process's registry."""
 
-    def __init__(self, registry: TargetRegistry) -> None:
+    def __init__(self, registry: TargetRegistry, flow: FlowController | None = None) -> None:
         self._registry = registry
+        self._flow = flow
+
+    def _with_queue(self, snapshot: TargetSnapshot) -> TargetSnapshot:
+        """The snapshot with the runs waiting for the target's flow-control slots."""
+        if self._flow is None:
+            return snapshot
+        return replace(snapshot, flow_queued=self._flow.queued(snapshot.target))
 
     async def list_targets(self) -> list[TargetSnapshot]:
         """Every target seen recently, sorted by name."""
-        return self._registry.snapshots()
+        return [self._with_queue(s) for s in self._registry.snapshots()]
 
     async def get_target(self, target: str) -> TargetSnapshot:
         """One target; :class:`NotFoundError` when it is unknown."""
         snapshot = self._registry.snapshot(target)
         if snapshot is None:
             raise _unknown(target)
-        return snapshot
+        return self._with_queue(snapshot)
 
     async def pause_target(self, target: str, *, by: str, reason: str, until: int | None) -> TargetSnapshot:
         """Park every call bound for ``target`` until ``until`` (epoch µs) or a resume."""

@@ -150,6 +150,7 @@ class TargetSnapshot:
     release_rate: float | None
     last_seen: int
     enabled: bool
+    flow_queued: int = 0  # filled by the target control from the flow controller
 
 
 def step_call_result(outcome: StepOutcome) -> CallResult:

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n failhook/v1/target_service.proto\x12\x0b\x66\x61ilhook.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x0bTargetPause\x12(\n\x06source\x18\x01 \x01(\x0e\x32\x18.failhook.v1.PauseSource\x12\x11\n\tpaused_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\npause_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xea\x04\n\x06Target\x12\x0e\n\x06target\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.failhook.v1.BreakerState\x12\x1c\n\x14\x63onsecutive_failures\x18\x03 \x01(\x05\x12\x14\n\x0c\x66\x61iling_runs\x18\x04 \x01(\x05\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x18\n\x10last_status_code\x18\x06 \x01(\x05\x12\x33\n\x0flast_error_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_success_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\topen_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_probe_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63ooldown\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trips\x18\x0c \x01(\x05\x12\x13\n\x0bparked_runs\x18\r \x01(\x05\x12\x17\n\x0fin_flight_calls\x18\x0e \x01(\x05\x12\'\n\x05pause\x18\x0f \x01(\x0b\x32\x18.failhook.v1.TargetPause\x12\x14\n\x0crelease_rate\x18\x10 \x01(\x01\x12\x17\n\x0f\x62reaker_enabled\x18\x11 \x01(\x08\x12\x32\n\x0elast_seen_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"z\n\x12ListTargetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x03(\x0e\x32\x19.failhook.v1.BreakerState\x12\x13\n\x0bpaused_only\x18\x04 \x01(\x08\"T\n\x13ListTargetsResponse\x12$\n\x07targets\x18\x01 \x03(\x0b\x32\x13.failhook.v1.Target\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10GetTargetRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\"8\n\x11GetTargetResponse\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.failhook.v1.Target\"_\n\x12PauseTargetRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13PauseTargetResponse\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.failhook.v1.Target\"Q\n\x13ResumeTargetRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x19\n\x0crelease_rate\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_release_rate\";\n\x14ResumeTargetResponse\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.failhook.v1.Target*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*a\n\x0bPauseSource\x12\x1c\n\x18PAUSE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15PAUSE_SOURCE_OPERATOR\x10\x01\x12\x19\n\x15PAUSE_SOURCE_ENDPOINT\x10\x02\x32\xe8\x02\n\rTargetService\x12U\n\x0bListTargets\x12\x1f.failhook.v1.ListTargetsRequest\x1a .failhook.v1.ListTargetsResponse\"\x03\x90\x02\x01\x12O\n\tGetTarget\x12\x1d.failhook.v1.GetTargetRequest\x1a\x1e.failhook.v1.GetTargetResponse\"\x03\x90\x02\x01\x12U\n\x0bPauseTarget\x12\x1f.failhook.v1.PauseTargetRequest\x1a .failhook.v1.PauseTargetResponse\"\x03\x90\x02\x02\x12X\n\x0cResumeTarget\x12 .failhook.v1.ResumeTargetRequest\x1a!.failhook.v1.ResumeTargetResponse\"\x03\x90\x02\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n failhook/v1/target_service.proto\x12\x0b\x66\x61ilhook.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x0bTargetPause\x12(\n\x06source\x18\x01 \x01(\x0e\x32\x18.failhook.v1.PauseSource\x12\x11\n\tpaused_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\npause_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x84\x05\n\x06Target\x12\x0e\n\x06target\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.failhook.v1.BreakerState\x12\x1c\n\x14\x63onsecutive_failures\x18\x03 \x01(\x05\x12\x14\n\x0c\x66\x61iling_runs\x18\x04 \x01(\x05\x12\x12\n\nlast_error\x18\x05 \x01(\t\x12\x18\n\x10last_status_code\x18\x06 \x01(\x05\x12\x33\n\x0flast_error_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11last_success_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\topen_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fnext_probe_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x63ooldown\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05trips\x18\x0c \x01(\x05\x12\x13\n\x0bparked_runs\x18\r \x01(\x05\x12\x17\n\x0fin_flight_calls\x18\x0e \x01(\x05\x12\'\n\x05pause\x18\x0f \x01(\x0b\x32\x18.failhook.v1.TargetPause\x12\x14\n\x0crelease_rate\x18\x10 \x01(\x01\x12\x17\n\x0f\x62reaker_enabled\x18\x11 \x01(\x08\x12\x32\n\x0elast_seen_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x66low_queued_runs\x18\x13 \x01(\x05\"z\n\x12ListTargetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x03(\x0e\x32\x19.failhook.v1.BreakerState\x12\x13\n\x0bpaused_only\x18\x04 \x01(\x08\"T\n\x13ListTargetsResponse\x12$\n\x07targets\x18\x01 \x03(\x0b\x32\x13.failhook.v1.Target\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\"\n\x10GetTargetRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\"8\n\x11GetTargetResponse\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.failhook.v1.Target\"_\n\x12PauseTargetRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x13PauseTargetResponse\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.failhook.v1.Target\"Q\n\x13ResumeTargetRequest\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x19\n\x0crelease_rate\x18\x02 \x01(\x01H\x00\x88\x01\x01\x42\x0f\n\r_release_rate\";\n\x14ResumeTargetResponse\x12#\n\x06target\x18\x01 \x01(\x0b\x32\x13.failhook.v1.Target*|\n\x0c\x42reakerState\x12\x1d\n\x19\x42REAKER_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x42REAKER_STATE_CLOSED\x10\x01\x12\x16\n\x12\x42REAKER_STATE_OPEN\x10\x02\x12\x1b\n\x17\x42REAKER_STATE_HALF_OPEN\x10\x03*a\n\x0bPauseSource\x12\x1c\n\x18PAUSE_SOURCE_UNSPECIFIED\x10\x00\x12\x19\n\x15PAUSE_SOURCE_OPERATOR\x10\x01\x12\x19\n\x15PAUSE_SOURCE_ENDPOINT\x10\x02\x32\xe8\x02\n\rTargetService\x12U\n\x0bListTargets\x12\x1f.failhook.v1.ListTargetsRequest\x1a .failhook.v1.ListTargetsResponse\"\x03\x90\x02\x01\x12O\n\tGetTarget\x12\x1d.failhook.v1.GetTargetRequest\x1a\x1e.failhook.v1.GetTargetResponse\"\x03\x90\x02\x01\x12U\n\x0bPauseTarget\x12\x1f.failhook.v1.PauseTargetRequest\x1a .failhook.v1.PauseTargetResponse\"\x03\x90\x02\x02\x12X\n\x0cResumeTarget\x12 .failhook.v1.ResumeTargetRequest\x1a!.failhook.v1.ResumeTargetResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,30 +41,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGETSERVICE'].methods_by_name['PauseTarget']._serialized_options = b'\220\002\002'
   _globals['_TARGETSERVICE'].methods_by_name['ResumeTarget']._loaded_options = None
   _globals['_TARGETSERVICE'].methods_by_name['ResumeTarget']._serialized_options = b'\220\002\002'
-  _globals['_BREAKERSTATE']._serialized_start=1524
-  _globals['_BREAKERSTATE']._serialized_end=1648
-  _globals['_PAUSESOURCE']._serialized_start=1650
-  _globals['_PAUSESOURCE']._serialized_end=1747
+  _globals['_BREAKERSTATE']._serialized_start=1550
+  _globals['_BREAKERSTATE']._serialized_end=1674
+  _globals['_PAUSESOURCE']._serialized_start=1676
+  _globals['_PAUSESOURCE']._serialized_end=1773
   _globals['_TARGETPAUSE']._serialized_start=115
   _globals['_TARGETPAUSE']._serialized_end=296
   _globals['_TARGET']._serialized_start=299
-  _globals['_TARGET']._serialized_end=917
-  _globals['_LISTTARGETSREQUEST']._serialized_start=919
-  _globals['_LISTTARGETSREQUEST']._serialized_end=1041
-  _globals['_LISTTARGETSRESPONSE']._serialized_start=1043
-  _globals['_LISTTARGETSRESPONSE']._serialized_end=1127
-  _globals['_GETTARGETREQUEST']._serialized_start=1129
-  _globals['_GETTARGETREQUEST']._serialized_end=1163
-  _globals['_GETTARGETRESPONSE']._serialized_start=1165
-  _globals['_GETTARGETRESPONSE']._serialized_end=1221
-  _globals['_PAUSETARGETREQUEST']._serialized_start=1223
-  _globals['_PAUSETARGETREQUEST']._serialized_end=1318
-  _globals['_PAUSETARGETRESPONSE']._serialized_start=1320
-  _globals['_PAUSETARGETRESPONSE']._serialized_end=1378
-  _globals['_RESUMETARGETREQUEST']._serialized_start=1380
-  _globals['_RESUMETARGETREQUEST']._serialized_end=1461
-  _globals['_RESUMETARGETRESPONSE']._serialized_start=1463
-  _globals['_RESUMETARGETRESPONSE']._serialized_end=1522
-  _globals['_TARGETSERVICE']._serialized_start=1750
-  _globals['_TARGETSERVICE']._serialized_end=2110
+  _globals['_TARGET']._serialized_end=943
+  _globals['_LISTTARGETSREQUEST']._serialized_start=945
+  _globals['_LISTTARGETSREQUEST']._serialized_end=1067
+  _globals['_LISTTARGETSRESPONSE']._serialized_start=1069
+  _globals['_LISTTARGETSRESPONSE']._serialized_end=1153
+  _globals['_GETTARGETREQUEST']._serialized_start=1155
+  _globals['_GETTARGETREQUEST']._serialized_end=1189
+  _globals['_GETTARGETRESPONSE']._serialized_start=1191
+  _globals['_GETTARGETRESPONSE']._serialized_end=1247
+  _globals['_PAUSETARGETREQUEST']._serialized_start=1249
+  _globals['_PAUSETARGETREQUEST']._serialized_end=1344
+  _globals['_PAUSETARGETRESPONSE']._serialized_start=1346
+  _globals['_PAUSETARGETRESPONSE']._serialized_end=1404
+  _globals['_RESUMETARGETREQUEST']._serialized_start=1406
+  _globals['_RESUMETARGETREQUEST']._serialized_end=1487
+  _globals['_RESUMETARGETRESPONSE']._serialized_start=1489
+  _globals['_RESUMETARGETRESPONSE']._serialized_end=1548
+  _globals['_TARGETSERVICE']._serialized_start=1776
+  _globals['_TARGETSERVICE']._serialized_end=2136
 # @@protoc_insertion_point(module_scope)

@@ -155,6 +155,7 @@ class Target(message.Message):
     RELEASE_RATE_FIELD_NUMBER: builtins.int
     BREAKER_ENABLED_FIELD_NUMBER: builtins.int
     LAST_SEEN_TIME_FIELD_NUMBER: builtins.int
+    FLOW_QUEUED_RUNS_FIELD_NUMBER: builtins.int
     target: builtins.str
     """target is the gRPC target string, as runs name it (for example "pay.internal:50052")."""
     state: BreakerState.ValueType
@@ -182,6 +183,10 @@ class Target(message.Message):
     breaker_enabled: builtins.bool
     """breaker_enabled is false when the configuration turned the breaker off for this target:
     failures are not counted, only pauses park runs.
+    """
+    flow_queued_runs: builtins.int
+    """flow_queued_runs is how many runs (and hook deliveries) wait, on the answering orchestrator,
+    for a flow-control slot of this target (`[targets."host:port"]` max_in_flight / max_rate).
     """
     @builtins.property
     def last_error_time(self) -> timestamp_pb2.Timestamp:
@@ -234,10 +239,11 @@ class Target(message.Message):
         release_rate: builtins.float = ...,
         breaker_enabled: builtins.bool = ...,
         last_seen_time: timestamp_pb2.Timestamp | None = ...,
+        flow_queued_runs: builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = typing.Literal["cooldown", b"cooldown", "last_error_time", b"last_error_time", "last_seen_time", b"last_seen_time", "last_success_time", b"last_success_time", "next_probe_time", b"next_probe_time", "open_time", b"open_time", "pause", b"pause"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = typing.Literal["breaker_enabled", b"breaker_enabled", "consecutive_failures", b"consecutive_failures", "cooldown", b"cooldown", "failing_runs", b"failing_runs", "in_flight_calls", b"in_flight_calls", "last_error", b"last_error", "last_error_time", b"last_error_time", "last_seen_time", b"last_seen_time", "last_status_code", b"last_status_code", "last_success_time", b"last_success_time", "next_probe_time", b"next_probe_time", "open_time", b"open_time", "parked_runs", b"parked_runs", "pause", b"pause", "release_rate", b"release_rate", "state", b"state", "target", b"target", "trips", b"trips"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = typing.Literal["breaker_enabled", b"breaker_enabled", "consecutive_failures", b"consecutive_failures", "cooldown", b"cooldown", "failing_runs", b"failing_runs", "flow_queued_runs", b"flow_queued_runs", "in_flight_calls", b"in_flight_calls", "last_error", b"last_error", "last_error_time", b"last_error_time", "last_seen_time", b"last_seen_time", "last_status_code", b"last_status_code", "last_success_time", b"last_success_time", "next_probe_time", b"next_probe_time", "open_time", b"open_time", "parked_runs", b"parked_runs", "pause", b"pause", "release_rate", b"release_rate", "state", b"state", "target", b"target", "trips", b"trips"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
