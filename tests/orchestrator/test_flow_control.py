@@ -109,7 +109,7 @@ def test_config_errors_name_the_key(tmp_path: Path, toml: str, message: str) -> 
     path.write_text(toml)
     with pytest.raises(ConfigError) as caught:
         load_settings({"insecure": True}, env={}, config_file=path)
-    assert str(caught.value).startswith(message), caught.value
+    assert f"{path}: {message}" in str(caught.value), caught.value
 
 
 def test_limits_are_read_from_the_config_file(tmp_path: Path) -> None:

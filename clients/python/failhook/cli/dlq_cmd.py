@@ -225,7 +225,7 @@ def _acting_parser(
         "--limit",
         dest="batch_size",
         type=parse_non_negative_int,
-        default=0,
+        default=None,
         metavar="N",
         help=f"with --batched (implied): entries per Bulk call, at most {_MAX_BATCH} (default: 500)",
     )
@@ -245,7 +245,7 @@ def _bulk_filter(
         flag for flag, given in (("--rate", args.rate is not None), ("--dry-run", args.dry_run)) if given
     ]
     if args.dead_letter_id is not None:
-        if args.bulk or args.all or not filter_is_empty(selected) or args.batch_size or args.batched:
+        if args.bulk or args.all or not filter_is_empty(selected) or _batched(args):
             raise UsageError("give either an ID, or --bulk with filter flags or --all, not both")
         if job_flags:
             raise UsageError(f"{', '.join(job_flags)} only applies with --bulk")
@@ -254,7 +254,7 @@ def _bulk_filter(
         raise UsageError("give the ID of a dead letter, or --bulk with filter flags or --all")
     if filter_is_empty(selected) and not args.all:
         raise UsageError("--bulk needs filter flags, or --all to act on every dead letter")
-    if args.batch_size > _MAX_BATCH:
+    if (args.batch_size or 0) > _MAX_BATCH:
         raise UsageError(f"--batch-size must be at most {_MAX_BATCH}")
     if single_only:
         raise UsageError(f"{', '.join(single_only)} cannot be used with --bulk")
@@ -267,8 +267,9 @@ def _bulk_filter(
 
 
 def _batched(args: argparse.Namespace) -> bool:
-    """Whether a bulk action uses the older synchronous Bulk RPCs (``--batched``/``--batch-size``)."""
-    return bool(args.batched or args.batch_size)
+    """Whether a bulk action uses the older synchronous Bulk RPCs (``--batched``, or
+    ``--batch-size`` given, even 0 for the server's batch)."""
+    return bool(args.batched or args.batch_size is not None)
 
 
 def _entries(count: int) -> str:
@@ -346,7 +347,7 @@ async def _bulk_runs(
         response = await call(selected, args.all, limit)
         return BatchResult(len(response.run_ids), response.remaining, list(response.run_ids))
 
-    return await run_bulk(one_batch, verb=verb, batch_size=args.batch_size)
+    return await run_bulk(one_batch, verb=verb, batch_size=args.batch_size or 0)
 
 
 def restart_command(args: argparse.Namespace) -> int:
@@ -501,7 +502,7 @@ def delete_command(args: argparse.Namespace) -> int:
             response = await client.bulk_delete(selected, all=args.all, limit=limit)
             return BatchResult(int(response.deleted_count), int(response.remaining))
 
-        outcome = await run_bulk(one_batch, verb="deleted", batch_size=args.batch_size)
+        outcome = await run_bulk(one_batch, verb="deleted", batch_size=args.batch_size or 0)
         summary = dl_pb.BulkDeleteDeadLettersResponse(
             deleted_count=outcome.handled, remaining=outcome.remaining
         )
