@@ -2,16 +2,16 @@
 
 A job row, leased like a run, and its snapshot of entry ids in order.
 
-Revision ID: 0004_bulk_operations
-Revises: 0003_page_token_key
+Revision ID: 0005_bulk_operations
+Revises: 0004_parked_runs
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0004_bulk_operations"
-down_revision = "0003_page_token_key"
+revision = "0005_bulk_operations"
+down_revision = "0004_parked_runs"
 branch_labels = None
 depends_on = None
 

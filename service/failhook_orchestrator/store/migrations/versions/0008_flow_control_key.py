@@ -1,14 +1,14 @@
 """Flow-control keys of runs (``StartRunRequest.flow_control_key``); empty for older runs.
 
-Revision ID: 0007_flow_control_key
-Revises: 0006_run_deadline
+Revision ID: 0008_flow_control_key
+Revises: 0007_run_deadline
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_flow_control_key"
-down_revision = "0006_run_deadline"
+revision = "0008_flow_control_key"
+down_revision = "0007_run_deadline"
 branch_labels = None
 depends_on = None
 

@@ -1,15 +1,15 @@
 """Run labels (``StartRunRequest.labels``): a JSON object on each run, ``{}`` for older runs.
 
-Revision ID: 0005_run_labels
-Revises: 0004_bulk_operations
+Revision ID: 0006_run_labels
+Revises: 0005_bulk_operations
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0005_run_labels"
-down_revision = "0004_bulk_operations"
+revision = "0006_run_labels"
+down_revision = "0005_bulk_operations"
 branch_labels = None
 depends_on = None
 

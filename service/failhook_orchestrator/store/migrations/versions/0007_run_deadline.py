@@ -1,14 +1,14 @@
 """Run deadlines (``StartRunRequest.execution_timeout``): the timeout and the deadline it gives.
 
-Revision ID: 0006_run_deadline
-Revises: 0005_run_labels
+Revision ID: 0007_run_deadline
+Revises: 0006_run_labels
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_run_deadline"
-down_revision = "0005_run_labels"
+revision = "0007_run_deadline"
+down_revision = "0006_run_labels"
 branch_labels = None
 depends_on = None
 
