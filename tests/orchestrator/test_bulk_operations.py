@@ -252,11 +252,11 @@ async def test_job_survives_a_sigkill_with_no_entry_twice_and_none_skipped(
             if run.origin == run_pb2.RUN_ORIGIN_RESUME:
                 children[run.parent_run_id] += 1
         assert len(children) == 120 and set(children.values()) == {1}  # one new run per entry
-        # Each new run was called once; a run whose step was in flight at the SIGKILL may be
-        # called again (steps are at-least-once), but no entry got a second run.
+        # Every new run was called; the few whose step call was in flight at the SIGKILL may be
+        # called again by the next process (a step is at-least-once), but no entry got a second run.
         await recorder.until(lambda: _calls_per_new_run(recorder, op.operation_id, entries)[0] == 0, 30)
         calls = _calls_per_new_run(recorder, op.operation_id, entries)
-        assert calls[1] >= 119 and sum(calls.values()) == 120, calls
+        assert sum(calls.values()) == 120 and set(calls) <= {1, 2} and calls[1] >= 115, calls
     finally:
         second.terminate()
         await channel.close(None)
