@@ -3,6 +3,7 @@ and enters the DLQ, whether it was backing off, sleeping or had a step call in f
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -13,6 +14,8 @@ from google.protobuf.duration_pb2 import Duration
 from failhook.certs import DevCerts
 from failhook.v1 import dead_letter_service_pb2 as dl
 from failhook.v1 import run_pb2
+from failhook.v1 import target_service_pb2 as ts
+from failhook.v1 import target_service_pb2_grpc as ts_grpc
 from failhook.v1 import workflow_service_pb2 as ws
 from tests.api._support import field_violations
 from tests.support.endpoint import Recorder
@@ -100,3 +103,22 @@ async def test_a_deadline_not_after_the_start_is_invalid_argument(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(caught.value) == ["execution_timeout"]
     assert (await harness.runs.ListRuns(ws.ListRunsRequest())).runs == []
+
+
+async def test_deadline_of_a_parked_run(harness: Harness, recorder: Recorder) -> None:
+    targets = ts_grpc.TargetServiceStub(harness.channel)
+    await harness.start({"steps": 0})  # the target is known once a run has called it
+    await recorder.until(lambda: len(recorder.attempts) >= 1)
+    await targets.PauseTarget(ts.PauseTargetRequest(target=harness.endpoint, reason="maintenance"))
+    run = await harness.start(SLEEPING, execution_timeout=ONE_SECOND)
+    deadline = time.monotonic() + 5
+    while (await harness.get(run.run_id)).state != run_pb2.RUN_STATE_PARKED:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    calls = len(recorder.attempts)
+    done = await harness.wait(
+        run.run_id, [run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_DEAD_LETTERED], timeout=10
+    )
+    assert done.failure.reason == run_pb2.FAILURE_REASON_DEADLINE_EXCEEDED
+    assert "parked" in done.failure.message or "between steps" in done.failure.message
+    assert len(recorder.attempts) == calls  # the parked run was never called

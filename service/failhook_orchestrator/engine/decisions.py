@@ -145,9 +145,11 @@ def expire(
     is recorded); otherwise the failure's attempt says what the run was waiting for.
     """
     timeout_s = (run.execution_timeout_us or 0) / 1e6
-    waiting = {RunState.SLEEPING: "sleeping", RunState.PENDING: "waiting to start"}.get(
-        run.state, "backing off" if run.pending_attempts else "between steps"
-    )
+    waiting = {
+        RunState.SLEEPING: "sleeping",
+        RunState.PENDING: "waiting to start",
+        RunState.PARKED: "parked",
+    }.get(run.state, "backing off" if run.pending_attempts else "between steps")
     doing = "with a step call in flight (abandoned)" if abandoned is not None else f"while {waiting}"
     error = StepErrored(
         status_code=_DEADLINE_EXCEEDED,

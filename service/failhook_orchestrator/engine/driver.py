@@ -221,7 +221,10 @@ class RunDriver:
             if run.cancel_requested or run.run_id in self.cancel_requested:
                 await self.cancel(run)
                 return
-            if run.past_deadline(now := self._clock.now_us()):  # waiting or between steps
+            if run.past_deadline(now := self._clock.now_us()):  # waiting, parked or between steps
+                if run.state is RunState.PARKED:
+                    self.forget_parked(run)  # the registry must never release it afterwards
+                    unpark(run)
                 expire(run, now)
                 continue  # FAILED: the hook's path
             if run.due_time is not None and run.due_time > self._clock.now_us():
@@ -358,6 +361,8 @@ class RunDriver:
             raise
         if not kept:
             self.forget_parked(run)
+        elif run.deadline_time is not None:  # a parked run still fails at its deadline
+            self._timers.add(("run", run.run_id), run.deadline_time, None)
         return kept
 
 
