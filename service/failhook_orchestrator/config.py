@@ -466,6 +466,8 @@ def _build(values: Mapping[str, Any], tables: Mapping[str, Any], source: str = "
         setting = _SETTINGS[flat]
         (sections[setting.section] if setting.section else top)[setting.key] = value
     hook_policy = _policy("hook_policy", tables.get("hook_policy", {}), DEFAULT_HOOK_POLICY, source)
+    # Targets first: their check knows every key of a target table (TLS, breaker and limits).
+    targets = _targets(tables.get("targets", {}), source)
     flow = _flow_control(tables, source)
     return Settings(
         **top,
@@ -479,7 +481,7 @@ def _build(values: Mapping[str, Any], tables: Mapping[str, Any], source: str = "
         log=LogSettings(**sections["log"]),
         step_policy=_policy("step_policy", tables.get("step_policy", {}), DEFAULT_STEP_POLICY, source),
         roles=_roles(tables.get("roles", {}), source),
-        targets=_targets(tables.get("targets", {}), source),
+        targets=targets,
         breaker=_breaker(tables, source),
     )
 
