@@ -245,8 +245,10 @@ def test_method_roles_cover_every_orchestrator_method() -> None:
     assert METHOD_ROLES["/failhook.v1.WorkflowService/GetRun"] == Role.READ
     assert METHOD_ROLES["/failhook.v1.WorkflowService/ListRuns"] == Role.READ
     dlq = {m.rpartition("/")[2]: r for m, r in METHOD_ROLES.items() if "DeadLetterService" in m}
-    assert {m for m, r in dlq.items() if r == Role.READ} == {"ListDeadLetters", "GetDeadLetter"}
-    assert {r for m, r in dlq.items() if m not in {"ListDeadLetters", "GetDeadLetter"}} == {Role.OPERATE}
+    reads = {"ListDeadLetters", "GetDeadLetter", "ListBulkOperations", "GetBulkOperation"}
+    assert {m for m, r in dlq.items() if r == Role.READ} == reads
+    assert {r for m, r in dlq.items() if m not in reads} == {Role.OPERATE}
+    assert dlq["StartBulkOperation"] == dlq["CancelBulkOperation"] == Role.OPERATE
     targets = {m.rpartition("/")[2]: r for m, r in METHOD_ROLES.items() if "TargetService" in m}
     assert targets == {
         "ListTargets": Role.READ,
