@@ -49,6 +49,7 @@ __all__ = [
     "CommandError",
     "Connection",
     "UsageError",
+    "connect",
     "connection_parent",
     "report_rpc_error",
     "resolve_connection",
@@ -226,9 +227,10 @@ Action = Callable[[OrchestratorClient], Awaitable[int]]
 """A command's work: given the connected client, return the exit status."""
 
 
-async def _connect_and_run(connection: Connection, action: Action) -> int:
+def connect(connection: Connection) -> OrchestratorClient:
+    """A client of the orchestrator for ``connection`` (unreadable TLS files are a usage error)."""
     try:
-        client = OrchestratorClient.connect(
+        return OrchestratorClient.connect(
             connection.target,
             tls=connection.tls,
             insecure=connection.insecure,
@@ -237,6 +239,10 @@ async def _connect_and_run(connection: Connection, action: Action) -> int:
         )
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot use the TLS files: {err}") from err
+
+
+async def _connect_and_run(connection: Connection, action: Action) -> int:
+    client = connect(connection)
     async with client:
         return await action(client)
 

@@ -21,11 +21,11 @@ from failhook.cli.connection import (
     CommandError,
     Connection,
     UsageError,
+    connect,
     connection_parent,
     resolve_connection,
 )
 from failhook.cli.exit_codes import ExitCode
-from failhook.client import OrchestratorClient
 from failhook.tls import channel_credentials
 
 from .stats import DEFAULT_SCAN_LIMIT
@@ -109,19 +109,6 @@ def _url(sock: socket.socket, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
-def _connector(connection: Connection) -> OrchestratorClient:
-    try:
-        return OrchestratorClient.connect(
-            connection.target,
-            tls=connection.tls,
-            insecure=connection.insecure,
-            server_name_override=connection.server_name,
-            timeout=connection.timeout,
-        )
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot use the TLS files: {err}") from err
-
-
 def _check_tls(connection: Connection) -> None:
     """Fail before listening when the TLS files cannot be read or do not match."""
     if connection.tls is None:
@@ -157,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from .app import create_app  # noqa: PLC0415
 
     token = new_access_token()
-    app = create_app(lambda: _connector(connection), token, scan_limit=args.scan_limit)
+    app = create_app(lambda: connect(connection), token, scan_limit=args.scan_limit)
     host = sock.getsockname()[0]
     if host not in _LOCAL_HOSTS:
         print(
