@@ -69,12 +69,24 @@ async def database_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
     if backend == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'failhook.db'}"
         return
+    async for url in _fresh_postgres():
+        yield url
+
+
+async def _fresh_postgres() -> AsyncIterator[str]:
     require_postgres(await postgres_available())
     name, url = await create_database()
     try:
         yield url
     finally:
         await drop_database(name)
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for a test that needs PostgreSQL whatever the backend."""
+    async for url in _fresh_postgres():
+        yield url
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from failhook.certs import DevCerts
 from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as ws
 from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
-from tests.support.databases import create_database, drop_database, postgres_available, require_postgres
 from tests.support.endpoint import Recorder
 from tests.support.harness import client_channel
 from tests.support.process import spawn
@@ -24,16 +22,6 @@ from tests.support.process import spawn
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow, pytest.mark.postgres]
 
 STEPS = 30
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require_postgres(await postgres_available())
-    name, url = await create_database()
-    try:
-        yield url
-    finally:
-        await drop_database(name)
 
 
 async def test_a_replica_paused_past_its_lease_cannot_write_when_it_resumes(

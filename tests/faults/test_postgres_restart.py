@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -21,23 +20,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from failhook.certs import DevCerts
 from failhook.v1 import run_pb2
 from failhook.v1 import workflow_service_pb2 as ws
-from tests.support.databases import create_database, drop_database, postgres_available, require_postgres
 from tests.support.harness import Harness, started_harness
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow, pytest.mark.postgres]
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require_postgres(await postgres_available())
-    name, url = await create_database()
-    try:
-        yield url
-    finally:
-        await drop_database(name)
 
 
 async def _restart_postgres() -> None:

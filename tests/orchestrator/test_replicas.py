@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -20,10 +19,6 @@ from failhook.v1 import workflow_service_pb2 as ws
 from failhook.v1 import workflow_service_pb2_grpc as ws_grpc
 from tests.support.databases import (
     ADMIN_DSN,
-    create_database,
-    drop_database,
-    postgres_available,
-    require_postgres,
 )
 from tests.support.endpoint import Recorder
 from tests.support.harness import Harness, client_channel, started_harness
@@ -33,16 +28,6 @@ pytestmark = pytest.mark.slow
 
 RUNS = 500
 FAIL_EVERY = 10  # every tenth run fails (non-retryable) into the DLQ
-
-
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    require_postgres(await postgres_available())
-    name, url = await create_database()
-    try:
-        yield url
-    finally:
-        await drop_database(name)
 
 
 async def _final_states(dev_certs: DevCerts, port: int, run_ids: list[str]) -> dict[str, run_pb2.WorkflowRun]:
