@@ -52,10 +52,15 @@ class Recorder:
 
     async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Wait until ``condition()`` holds, woken by every call the endpoint or the hook gets."""
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
+        await wait_on_event(self.changed, condition, timeout)
+
+
+async def wait_on_event(changed: asyncio.Event, condition: Callable[[], bool], timeout: float) -> None:
+    """Wait until ``condition()`` holds, checking it again each time ``changed`` is set."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            changed.clear()
+            await changed.wait()
 
 
 class ScriptedEndpoint(workflow_endpoint_pb2_grpc.WorkflowEndpointServicer):

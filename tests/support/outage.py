@@ -30,7 +30,7 @@ from failhook.v1 import (
     workflow_endpoint_pb2,
     workflow_endpoint_pb2_grpc,
 )
-from tests.support.endpoint import Context, Recorder, RecordingHook, ScriptedEndpoint
+from tests.support.endpoint import Context, Recorder, RecordingHook, ScriptedEndpoint, wait_on_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +89,7 @@ class Outage:
 
     async def until(self, condition: Any, timeout: float = 20.0) -> None:
         """Wait until ``condition()`` holds, woken by every call and by the switch."""
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
+        await wait_on_event(self.changed, condition, timeout)
 
 
 class SwitchableEndpoint(ScriptedEndpoint):
