@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .engine.breaker import BreakerSettings, BreakerSettingsError
+from .engine.limits import ERROR_CODES, STATUS_CODE_NAMES
 
 __all__ = ["SECTION", "TARGET_KEY", "BreakerConfig", "parse_breaker_config"]
 
@@ -35,24 +36,8 @@ SECTION = "breaker"
 TARGET_KEY = "breaker"
 """The sub-table of ``[targets."host:port"]`` that overrides them for one target."""
 
-_CODES = {
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-    "DATA_LOSS": 15,
-    "UNAUTHENTICATED": 16,
-}
+#: Error code names (``limits.STATUS_CODE_NAMES`` without OK) by name.
+_CODES = {name: code for code, name in enumerate(STATUS_CODE_NAMES) if code in ERROR_CODES}
 _KINDS = {f.name: f.type for f in fields(BreakerSettings)}
 
 
